@@ -604,7 +604,7 @@ impl<T: Operations> FileVTable<T> {
         let device = unsafe { <T::Ptr as ForeignOwnable>::borrow((*file).private_data.cast()) };
         // SAFETY: The file is valid for the duration of this call and has no fdget_pos region.
         let file = unsafe { File::from_raw_file(file) };
-        match T::ioctl(device, file, cmd, arg as usize) {
+        match T::ioctl(device, file, cmd, arg) {
             Ok(ret) => ret as c_long,
             Err(e) => e.to_errno() as c_long,
         }
@@ -623,7 +623,7 @@ impl<T: Operations> FileVTable<T> {
         let device = unsafe { <T::Ptr as ForeignOwnable>::borrow((*file).private_data.cast()) };
         // SAFETY: The file is valid for the duration of this call and has no fdget_pos region.
         let file = unsafe { File::from_raw_file(file) };
-        match T::compat_ioctl(device, file, cmd, arg as usize) {
+        match T::compat_ioctl(device, file, cmd, arg) {
             Ok(ret) => ret as c_long,
             Err(e) => e.to_errno() as c_long,
         }

@@ -66,11 +66,11 @@ impl<T: Send + Sync + 'static> SharedDataVTable<T> {
         drop(unsafe { Arc::<T>::from_raw((*vma).vm_private_data.cast()) });
     }
 
-    unsafe extern "C" fn may_split(_vma: *mut bindings::vm_area_struct, _addr: usize) -> c_int {
+    extern "C" fn may_split(_vma: *mut bindings::vm_area_struct, _addr: usize) -> c_int {
         EINVAL.to_errno()
     }
 
-    unsafe extern "C" fn mremap(_vma: *mut bindings::vm_area_struct) -> c_int {
+    extern "C" fn mremap(_vma: *mut bindings::vm_area_struct) -> c_int {
         EPERM.to_errno()
     }
 

@@ -88,7 +88,9 @@ impl Region {
         }
         let mut base: bindings::dev_t = 0;
         // SAFETY: `base` is valid for writes and `name` outlives the region.
-        to_result(unsafe { bindings::alloc_chrdev_region(&mut base, 0, count, name.as_char_ptr()) })?;
+        to_result(unsafe {
+            bindings::alloc_chrdev_region(&mut base, 0, count, name.as_char_ptr())
+        })?;
         // INVARIANT: The allocation succeeded.
         Ok(Self { base, count })
     }

@@ -1,0 +1,127 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# warpdrive's entry points. Each target first does the set-up it needs
+# (deps -> kernel -> modules), and each step returns quickly when it is
+# up to date:
+#
+#   make [all|modules]  the two modules, warpdrive.ko and warpdrive_edu.ko
+#                       (CLIPPY=1 runs clippy over the Rust code)
+#   make selftests      the kselftests (selftests/warpdrive) and the demo
+#   make run            boots a guest with two edu devices, loads the
+#                       modules, runs the demo (IOMMU=on for an intel IOMMU)
+#   make shell          the same guest with a shell on the console
+#   make test           the whole suite twice, with and without an IOMMU;
+#                       the last line is "N passed, N failed"
+#   make rustfmt / rustfmtcheck, make clean
+#   make deps / make kernel   host set-up / the kernel build on their own
+#
+# The kernel tree is built and cached outside the work tree by
+# scripts/kernel.sh (KDIR=... uses another tree). Guest logs and test
+# binaries go to build/.
+
+# The same tool paths as scripts/env.sh: rustc and bindgen come from rustup
+# and cargo, and bookworm ships only the -19 suffixed LLVM tools.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+export LIBCLANG_PATH := /usr/lib/llvm-19/lib
+KMAKEFLAGS := LLVM=-19 ARCH=x86_64
+
+BUILD := $(CURDIR)/build
+WD_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/warpdrive
+
+# KDIR is the kernel tree. Unless given, it comes from scripts/kernel.sh,
+# run once, when a recipe first needs it (so "make clean" builds nothing).
+# KTREE is the same tree without building it.
+ifdef KDIR
+KTREE := $(KDIR)
+else
+KTREE := $(WD_CACHE)/normal
+kernel_tree = $(lastword $(shell $(CURDIR)/scripts/kernel.sh))$(if \
+	$(filter 0,$(.SHELLSTATUS)),,$(error scripts/kernel.sh failed))
+KDIR = $(eval KDIR := $(kernel_tree))$(KDIR)
+endif
+
+KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(KMAKEFLAGS)
+MODULES := $(CURDIR)/warpdrive.ko $(CURDIR)/warpdrive_edu.ko
+BZIMAGE = $(KDIR)/arch/x86/boot/bzImage
+INITRAMFS := $(BUILD)/initramfs.cpio.gz
+DEMO := $(BUILD)/wd_demo
+IOMMU ?= off
+
+# The guest image is cheap to pack (under a second), so every boot repacks
+# it from whatever modules and binaries exist; scripts/initramfs.sh warns
+# about missing ones and the guest reports them as failed checks.
+mkinitramfs = $(CURDIR)/scripts/initramfs.sh -o $(INITRAMFS) \
+	$(addprefix -m ,$(MODULES)) -t $(BUILD)/selftests -b $(DEMO)
+
+.PHONY: all deps kernel modules selftests demo run shell test \
+	rustfmt rustfmtcheck clean
+
+all: modules
+
+deps:
+	@$(CURDIR)/scripts/deps.sh
+
+kernel: deps
+	@echo "kernel: $(KDIR)"
+
+modules: kernel
+	$(KMAKE) $(if $(CLIPPY),CLIPPY=$(CLIPPY)) modules
+
+selftests: kernel demo
+	$(MAKE) -C selftests/warpdrive OUT=$(BUILD)/selftests KSRC=$(KDIR)
+
+demo: $(DEMO)
+
+$(DEMO): samples/warpdrive/wd_demo.c include/uapi/misc/warpdrive.h
+	@mkdir -p $(BUILD)
+	gcc -static -O2 -Wall -Wextra -I$(CURDIR)/include/uapi -o $@ $<
+
+run: modules demo
+	@$(mkinitramfs)
+	@rm -f $(BUILD)/guest-run.log
+	@$(CURDIR)/scripts/guest.sh run $(IOMMU) $(BZIMAGE) $(INITRAMFS) \
+		$(BUILD)/guest-run.log; \
+	$(CURDIR)/scripts/report.py $(BUILD)/guest-run.log
+
+shell: modules demo
+	@$(mkinitramfs)
+	@$(CURDIR)/scripts/guest.sh shell $(IOMMU) $(BZIMAGE) $(INITRAMFS)
+
+# A module or selftest build failure is counted as a failed check rather than
+# stopping here, so that the rest still runs and the last line is always the
+# count. A kernel that does not build stops everything.
+test: kernel
+	@mkdir -p $(BUILD); : > $(BUILD)/build-failures
+	@rm -f $(BUILD)/guest-test-iommu-on.log $(BUILD)/guest-test-iommu-off.log
+	@$(MAKE) --no-print-directory KDIR=$(KDIR) modules || \
+		{ echo "modules did not build" >> $(BUILD)/build-failures; \
+		  rm -f $(MODULES); }
+	@$(MAKE) --no-print-directory KDIR=$(KDIR) selftests || \
+		{ echo "selftests did not build" >> $(BUILD)/build-failures; \
+		  rm -rf $(BUILD)/selftests; }
+	@$(mkinitramfs)
+	@for iommu in on off; do \
+		$(CURDIR)/scripts/guest.sh test $$iommu $(BZIMAGE) $(INITRAMFS) \
+			$(BUILD)/guest-test-iommu-$$iommu.log || true; \
+	done
+	@$(CURDIR)/scripts/report.py --failures $(BUILD)/build-failures \
+		$(BUILD)/guest-test-iommu-on.log $(BUILD)/guest-test-iommu-off.log
+
+# The kernel's own "make M=... rustfmt" formats the kernel's source tree,
+# not the external module's, so rustfmt runs here directly with the kernel's
+# configuration on every .rs file of ours (rust/ included).
+RS_FILES = $(shell find $(CURDIR) \( -path $(BUILD) -o -path $(CURDIR)/.git \) -prune \
+	-o -name '*.rs' ! -name '*generated*' -print | LC_ALL=C sort)
+# The kernel's .rustfmt.toml only sets these two, so no kernel is built
+# just to read it.
+RUSTFMT_FLAGS = --edition 2021 $(if $(wildcard $(KTREE)/.rustfmt.toml),\
+	--config-path $(KTREE)/.rustfmt.toml,--config newline_style=Unix)
+
+rustfmt rustfmtcheck:
+	rustfmt $(RUSTFMT_FLAGS) $(if $(filter rustfmtcheck,$@),--check) $(RS_FILES)
+
+clean:
+	@if [ -f $(KTREE)/Makefile ]; then \
+		$(MAKE) -C $(KTREE) M=$(CURDIR) $(KMAKEFLAGS) clean; fi
+	rm -rf $(BUILD)
+	find $(CURDIR) -path $(CURDIR)/.git -prune -o -name '*.rmeta' -type f -print | xargs rm -f

@@ -1,0 +1,155 @@
+#!/bin/busybox sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# /init of warpdrive's test guest (copied in by scripts/initramfs.sh).
+#
+# The kernel command line selects what it does:
+#   wd.mode=run    load the modules, run the demo, show the driver's log lines
+#   wd.mode=test   load the modules, run every kselftest listed in /wd/tests/TESTS
+#   wd.mode=shell  load the modules, then an interactive shell on the console
+#   wd.iommu=0|1   whether the host gave the guest an IOMMU; exported to the
+#                  tests as WD_EXPECT_IOMMU and checked here
+#
+# Everything goes back to the host over the serial console. Lines starting
+# with "### wd: " are markers that scripts/report.py parses:
+#   ### wd: check NAME ok|fail [detail]
+#   ### wd: begin kselftest NAME / ### wd: end kselftest NAME rc=N
+#   ### wd: begin demo / ### wd: end demo rc=N
+#   ### wd: begin dmesg / ### wd: end dmesg   (the whole kernel log)
+#   ### wd: done
+# At the end the guest reboots; QEMU runs with -no-reboot, so it exits.
+# (poweroff -f without ACPI power-off would only halt, and QEMU would stay.)
+
+/bin/busybox mkdir -p /proc /sys /dev /tmp /sbin /usr/bin /usr/sbin
+/bin/busybox --install -s
+export PATH=/wd/bin:/bin:/sbin:/usr/bin:/usr/sbin HOME=/root TERM=${TERM:-vt100}
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+# The kernel only auto-mounts devtmpfs on a real root fs, not on initramfs.
+mount -t devtmpfs devtmpfs /dev
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t tmpfs tmpfs /tmp
+mkdir -p /root
+
+mark() { echo "### wd: $*"; }
+check() { mark "check $1 $2${3:+ $3}"; }
+
+mode=shell iommu=0
+for arg in $(cat /proc/cmdline); do
+	case "$arg" in
+	wd.mode=*) mode=${arg#wd.mode=} ;;
+	wd.iommu=*) iommu=${arg#wd.iommu=} ;;
+	esac
+done
+export WD_EXPECT_IOMMU=$iommu
+mark "mode=$mode iommu=$iommu uptime=$(cut -d' ' -f1 /proc/uptime)"
+
+# Kernel messages printed to the console while user space writes to it can
+# land in the middle of a result line. While the guest prints results, only
+# emergencies go to the console; the full log follows at the end (dmesg).
+quiet_console() { dmesg -n 1; }
+
+finish() {
+	quiet_console
+	mark "begin dmesg"
+	dmesg
+	mark "end dmesg"
+	mark "done"
+	sync
+	reboot -f
+}
+
+load_modules() {
+	missing= failed=
+	for m in warpdrive warpdrive_edu; do
+		if [ ! -f "/wd/modules/$m.ko" ]; then
+			missing="$missing $m.ko"
+		elif ! insmod "/wd/modules/$m.ko"; then
+			failed="$failed $m.ko"
+		fi
+	done
+	if [ -n "$missing$failed" ]; then
+		check modules-loaded fail "${missing:+missing:$missing}${failed:+ insmod failed:$failed}"
+	else
+		check modules-loaded ok
+	fi
+}
+
+# With wd.iommu=1 the intel IOMMU must be active and both edu devices in an
+# IOMMU group, otherwise "iommu=on" would silently test the direct path.
+check_iommu() {
+	dmar=0 grouped=0 edu=0
+	[ -e /sys/class/iommu/dmar0 ] && dmar=1
+	for d in /sys/bus/pci/devices/*; do
+		[ "$(cat "$d/vendor")" = 0x1234 ] && [ "$(cat "$d/device")" = 0x11e8 ] || continue
+		edu=$((edu + 1))
+		[ -e "$d/iommu_group" ] && grouped=$((grouped + 1))
+	done
+	detail="dmar0=$dmar edu=$edu grouped=$grouped"
+	if [ "$iommu" = 1 ] && [ $dmar = 1 ] && [ $edu -gt 0 ] && [ $grouped = $edu ]; then
+		check iommu-state ok "$detail"
+	elif [ "$iommu" = 0 ] && [ $dmar = 0 ] && [ $grouped = 0 ]; then
+		check iommu-state ok "$detail"
+	else
+		check iommu-state fail "$detail (expected iommu=$iommu)"
+	fi
+}
+
+run_tests() {
+	if [ ! -f /wd/tests/TESTS ]; then
+		check kselftests-present fail "no /wd/tests/TESTS"
+		return
+	fi
+	cd /wd/tests
+	for t in $(grep -v "^#" TESTS); do
+		mark "begin kselftest $t"
+		if [ -x "./$t" ]; then
+			timeout 300 "./$t" 2>&1
+			rc=$?
+		else
+			echo "# $t: not found in the initramfs"
+			rc=127
+		fi
+		mark "end kselftest $t rc=$rc"
+	done
+	cd /
+}
+
+run_demo() {
+	mark "begin demo"
+	if [ -x /wd/bin/wd_demo ]; then
+		timeout 300 wd_demo 2>&1
+		rc=$?
+	else
+		echo "wd_demo: not found in the initramfs"
+		rc=127
+	fi
+	mark "end demo rc=$rc"
+	mark "begin driver log"
+	dmesg | grep warpdrive || echo "(no driver lines)"
+	mark "end driver log"
+}
+
+load_modules
+check_iommu
+
+case "$mode" in
+test)
+	quiet_console
+	run_tests
+	;;
+run)
+	quiet_console
+	run_demo
+	;;
+*)
+	echo "warpdrive guest: modules in /wd/modules, tests in /wd/tests, demo: wd_demo"
+	echo "exit the shell to power off (or Ctrl-A x to kill QEMU)"
+	# cttyhack gives the shell a controlling tty, so Ctrl-C works.
+	setsid cttyhack sh -l
+	sync
+	reboot -f
+	;;
+esac
+finish

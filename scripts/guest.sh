@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Boots warpdrive's test guest in QEMU with two edu devices.
+#
+# Usage: guest.sh MODE on|off BZIMAGE INITRAMFS [LOG]
+#   MODE     run, test or shell (see scripts/guest-init.sh)
+#   on|off   with or without an emulated intel IOMMU
+#   LOG      run and test: the serial console is also written here, followed
+#            by a "### host: ..." line with QEMU's exit status and the time
+#
+# Why our own initramfs and QEMU command instead of virtme-ng: the guest needs
+# nothing from the host at run time (no 9p root, no udev for returning
+# output), everything comes back over one serial console in a fixed order,
+# and the same command works in CI without a terminal.
+#
+# Choices made here:
+#   -m 2G with q35: all of the guest's RAM lies below 4 GiB (q35 only splits
+#     RAM around the PCI hole from 2.75 GiB up). With dma_mask=0xffffffff the
+#     edu device and the driver's 32-bit DMA mask then reach every page, so
+#     no bounce buffering happens, with or without the IOMMU.
+#   -device intel-iommu,intremap=off comes before the edu devices, so that
+#     they sit behind it; interrupt remapping would need kernel-irqchip=split
+#     and adds nothing for these tests.
+#   KVM is used only when it works. On hosts where /dev/kvm exists but is a
+#   nested software scheme (kvm_pvm) a guest hangs under it; see
+#   pick_accel. WD_ACCEL=tcg|kvm overrides the detection.
+#   Every non-interactive boot runs under a timeout (WD_TIMEOUT, 900 s):
+#   a hung guest is a failed run, not a hung CI job.
+
+set -euo pipefail
+
+mode=${1:?mode}
+iommu=${2:?on|off}
+kernel=${3:?bzImage}
+initrd=${4:?initramfs}
+log=${5:-}
+
+case "$mode" in run | test | shell) ;; *) echo "guest: bad mode $mode" >&2; exit 2 ;; esac
+case "$iommu" in on | off) ;; *) echo "guest: bad iommu $iommu" >&2; exit 2 ;; esac
+[ -f "$kernel" ] || { echo "guest: no kernel $kernel" >&2; exit 1; }
+[ -f "$initrd" ] || { echo "guest: no initramfs $initrd" >&2; exit 1; }
+
+# KVM only if the device is there, the CPU has hardware virtualisation, and
+# a kernel actually starts under it: the probe boots with no root file system
+# and waits for the panic (panic=-1 plus -no-reboot makes QEMU exit).
+pick_accel() {
+	if [ -n "${WD_ACCEL:-}" ]; then
+		echo "$WD_ACCEL"
+		return
+	fi
+	local out
+	if [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then
+		out=$(probe kvm)
+		case "$out" in *"Kernel panic"*) echo kvm; return ;; esac
+	fi
+	echo tcg
+}
+probe() {
+	timeout 30 qemu-system-x86_64 -accel "$1" -cpu max -m 256M -display none \
+		-monitor none -serial stdio -no-reboot -kernel "$kernel" \
+		-append "console=ttyS0 panic=-1" </dev/null 2>&1 || true
+}
+accel=$(pick_accel)
+cpu=max
+[ "$accel" = kvm ] && cpu=host
+
+# log_buf_len: the Rust doctests alone print hundreds of KUnit lines at boot,
+# and the host reads them back from dmesg at the end, so none may rotate out.
+append="console=ttyS0 panic=-1 log_buf_len=8M wd.mode=$mode"
+qemu=(qemu-system-x86_64 -machine q35 -accel "$accel" -cpu "$cpu" -smp 2 -m 2G
+	-no-reboot -kernel "$kernel" -initrd "$initrd")
+if [ "$iommu" = on ]; then
+	qemu+=(-device intel-iommu,intremap=off)
+	append+=" wd.iommu=1 intel_iommu=on"
+else
+	append+=" wd.iommu=0"
+fi
+# The demo's output is what "run" is for; the boot log stays in dmesg.
+[ "$mode" = run ] && append+=" quiet"
+qemu+=(-device edu,dma_mask=0xffffffff -device edu,dma_mask=0xffffffff
+	-append "$append")
+
+if [ "$mode" = shell ]; then
+	# -nographic: the serial console and QEMU's monitor share the terminal
+	# (Ctrl-A x quits, Ctrl-A c switches to the monitor).
+	exec "${qemu[@]}" -nographic
+fi
+
+# Not interactive: the console is stdio with no monitor, stdin is closed,
+# so the same command runs in CI, and Ctrl-C stops QEMU.
+qemu+=(-display none -monitor none -serial stdio)
+: "${log:=/dev/null}"
+mkdir -p "$(dirname "$log")"
+echo "### host: ${qemu[*]}" > "$log"
+start=$(date +%s%N)
+set +e
+# The terminal gets less than the log: never the dmesg dump at the end, and
+# in test mode not the kernel's console lines either (the boot log with its
+# hundreds of KUnit lines). scripts/report.py reads all of it from the log.
+show_kernel=1
+[ "$mode" = test ] && show_kernel=0
+echo "guest: $mode, iommu=$iommu, $accel; serial console in $log"
+# --foreground keeps QEMU in the terminal's process group, so Ctrl-C
+# reaches it.
+timeout --foreground -k 10 "${WD_TIMEOUT:-900}" "${qemu[@]}" </dev/null 2>&1 |
+	tee -a "$log" |
+	awk -v k="$show_kernel" '
+		/^### wd: begin dmesg/ { hide = 1 }
+		!hide && (k || !/^\[ *[0-9]+\.[0-9]+\]/) { print; fflush() }
+		/^### wd: end dmesg/ { hide = 0 }'
+rc=${PIPESTATUS[0]}
+set -e
+ds=$((($(date +%s%N) - start) / 100000000))
+line="### host: qemu rc=$rc accel=$accel seconds=$((ds / 10)).$((ds % 10))"
+[ "$rc" -eq 124 ] && line+=" (timed out after ${WD_TIMEOUT:-900} s)"
+echo "$line" | tee -a "$log"
+exit "$rc"

@@ -1,0 +1,410 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * warpdrive queue mappings: the read-only status page (MMIO region) and the
+ * read-write DUS region, and what may not be done with them.
+ */
+#include "kselftest_harness.h"
+
+#include <sys/ioctl.h>
+
+#include "wd_util.h"
+
+FIXTURE(map) {
+	struct wd_dev devs[WD_MAX_DEVS];
+	int n;
+	int fd;
+	size_t page, mmio, dus;
+};
+
+FIXTURE_SETUP(map)
+{
+	self->fd = -1;
+	self->n = wd_get_edu(self->devs, WD_MAX_DEVS);
+	if (!self->n)
+		SKIP(return, "no QEMU edu device");
+	ASSERT_LT(0, self->n) TH_LOG("edu PCI devices but no edu class device");
+	self->page = wd_page_size();
+	self->mmio = wd_region_size(&self->devs[0], WD_REGION_MMIO);
+	self->dus = wd_region_size(&self->devs[0], WD_REGION_DUS);
+	ASSERT_LE(sizeof(struct wd_edu_status), self->mmio);
+	ASSERT_LT(0UL, self->dus);
+	self->fd = wd_open(&self->devs[0]);
+	ASSERT_LE(0, self->fd) TH_LOG("open %s: %s", self->devs[0].node,
+				      strerror(errno));
+}
+
+FIXTURE_TEARDOWN(map)
+{
+	if (self->fd >= 0)
+		close(self->fd);
+}
+
+static uint32_t pattern(size_t i, uint32_t seed)
+{
+	return (uint32_t)(i * 2654435761U) ^ seed;
+}
+
+static void fill(void *p, size_t len, uint32_t seed)
+{
+	uint32_t *w = p;
+	size_t i;
+
+	for (i = 0; i < len / sizeof(*w); i++)
+		w[i] = pattern(i, seed);
+}
+
+/* Returns the index of the first wrong word, or -1. */
+static long check(const void *p, size_t len, uint32_t seed)
+{
+	const uint32_t *w = p;
+	size_t i;
+
+	for (i = 0; i < len / sizeof(*w); i++)
+		if (wd_read32(&w[i]) != pattern(i, seed))
+			return i;
+	return -1;
+}
+
+static uint32_t status_magic(const void *mmio)
+{
+	const struct wd_edu_status *st = mmio;
+
+	return wd_read32(&st->magic);
+}
+
+static void *map_ok(struct __test_metadata *_metadata, int fd,
+		    unsigned int region, size_t len, int prot)
+{
+	void *p = wd_map(fd, region, len, prot);
+
+	EXPECT_NE(MAP_FAILED, p) TH_LOG("mmap region %u, %zu bytes: %s",
+					region, len, strerror(errno));
+	return p;
+}
+
+static void map_fails(struct __test_metadata *_metadata, int fd,
+		      unsigned int region, size_t len, int prot, int err)
+{
+	void *p = wd_map(fd, region, len, prot);
+
+	EXPECT_EQ(MAP_FAILED, p)
+		TH_LOG("mmap region %u, %zu bytes succeeded", region, len);
+	if (p != MAP_FAILED) {
+		munmap(p, len);
+		return;
+	}
+	EXPECT_EQ(err, errno) TH_LOG("mmap region %u, %zu bytes: %s", region,
+				     len, strerror(errno));
+}
+
+TEST_F(map, regions)
+{
+	struct wd_edu_status *st;
+	void *dus;
+
+	st = map_ok(_metadata, self->fd, WD_REGION_MMIO, self->mmio,
+		    PROT_READ);
+	ASSERT_NE(MAP_FAILED, st);
+	dus = map_ok(_metadata, self->fd, WD_REGION_DUS, self->dus,
+		     PROT_READ | PROT_WRITE);
+	ASSERT_NE(MAP_FAILED, dus);
+
+	EXPECT_EQ((__u32)WD_EDU_STATUS_MAGIC, wd_read32(&st->magic));
+	EXPECT_GT((uint32_t)WD_MAX_QUEUES, wd_read32(&st->queue_index));
+	EXPECT_EQ(0U, wd_read32(&st->started));
+	EXPECT_EQ(0U, wd_read32(&st->completed));
+	ASSERT_EQ(0, ioctl(self->fd, WD_CMD_START_Q));
+	EXPECT_EQ(1U, wd_read32(&st->started));
+
+	/* Every byte of DUS is usable memory. */
+	fill(dus, self->dus, 0x5a5a0001);
+	EXPECT_EQ(-1, check(dus, self->dus, 0x5a5a0001));
+	fill(dus, self->dus, 0xa5a50002);
+	EXPECT_EQ(-1, check(dus, self->dus, 0xa5a50002));
+	memset(dus, 0, self->dus);
+	EXPECT_EQ(0U, wd_read32((char *)dus + self->dus - 4));
+
+	EXPECT_EQ(0, munmap(st, self->mmio));
+	EXPECT_EQ(0, munmap(dus, self->dus));
+}
+
+/* The status page can never become writable. */
+TEST_F(map, mmio_read_only)
+{
+	void *p;
+
+	p = wd_map(self->fd, WD_REGION_MMIO, self->mmio,
+		   PROT_READ | PROT_WRITE);
+	ASSERT_EQ(MAP_FAILED, p) munmap(p, self->mmio);
+	EXPECT_TRUE(errno == EPERM || errno == EACCES)
+		TH_LOG("PROT_WRITE: %s", strerror(errno));
+	p = wd_map(self->fd, WD_REGION_MMIO, self->mmio, PROT_WRITE);
+	ASSERT_EQ(MAP_FAILED, p) munmap(p, self->mmio);
+	EXPECT_TRUE(errno == EPERM || errno == EACCES)
+		TH_LOG("PROT_WRITE only: %s", strerror(errno));
+
+	/* The refused attempts did not take the region. */
+	p = map_ok(_metadata, self->fd, WD_REGION_MMIO, self->mmio, PROT_READ);
+	ASSERT_NE(MAP_FAILED, p);
+	EXPECT_EQ(-1, mprotect(p, self->mmio, PROT_READ | PROT_WRITE));
+	EXPECT_TRUE(errno == EACCES || errno == EPERM)
+		TH_LOG("mprotect: %s", strerror(errno));
+	EXPECT_EQ((__u32)WD_EDU_STATUS_MAGIC, status_magic(p));
+	EXPECT_EQ(0, munmap(p, self->mmio));
+}
+
+TEST_F(map, bad_pgoff)
+{
+	static const unsigned int regions[] = { 2, 3, 255, 1U << 28 };
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(regions); i++)
+		map_fails(_metadata, self->fd, regions[i], self->page,
+			  PROT_READ, EINVAL);
+	/* Nothing got stuck: the region still maps. */
+	EXPECT_EQ(0, munmap(map_ok(_metadata, self->fd, WD_REGION_MMIO,
+				   self->mmio, PROT_READ), self->mmio));
+}
+
+TEST_F(map, bad_length)
+{
+	const struct {
+		unsigned int region;
+		size_t size;
+		int prot;
+	} r[] = {
+		{ WD_REGION_MMIO, self->mmio, PROT_READ },
+		{ WD_REGION_DUS, self->dus, PROT_READ | PROT_WRITE },
+	};
+	size_t i, half;
+	void *p;
+
+	for (i = 0; i < ARRAY_SIZE(r); i++) {
+		map_fails(_metadata, self->fd, r[i].region, 2 * r[i].size,
+			  r[i].prot, EINVAL);
+		map_fails(_metadata, self->fd, r[i].region,
+			  r[i].size + self->page, r[i].prot, EINVAL);
+		if (r[i].size > self->page)
+			map_fails(_metadata, self->fd, r[i].region,
+				  r[i].size - self->page, r[i].prot, EINVAL);
+		/* Lengths round up to pages: half a page is a full one. */
+		half = r[i].size / 2 / self->page * self->page;
+		if (half)
+			map_fails(_metadata, self->fd, r[i].region, half,
+				  r[i].prot, EINVAL);
+		p = map_ok(_metadata, self->fd, r[i].region, r[i].size,
+			   r[i].prot);
+		ASSERT_NE(MAP_FAILED, p);
+		EXPECT_EQ(0, munmap(p, r[i].size));
+	}
+}
+
+TEST_F(map, double_map)
+{
+	void *mmio, *dus, *p;
+	int fd2, other;
+
+	mmio = map_ok(_metadata, self->fd, WD_REGION_MMIO, self->mmio,
+		      PROT_READ);
+	ASSERT_NE(MAP_FAILED, mmio);
+	dus = map_ok(_metadata, self->fd, WD_REGION_DUS, self->dus,
+		     PROT_READ | PROT_WRITE);
+	ASSERT_NE(MAP_FAILED, dus);
+
+	map_fails(_metadata, self->fd, WD_REGION_MMIO, self->mmio, PROT_READ,
+		  EEXIST);
+	map_fails(_metadata, self->fd, WD_REGION_DUS, self->dus,
+		  PROT_READ | PROT_WRITE, EEXIST);
+
+	/* Same queue through another descriptor: still taken. */
+	fd2 = dup(self->fd);
+	ASSERT_LE(0, fd2);
+	map_fails(_metadata, fd2, WD_REGION_DUS, self->dus,
+		  PROT_READ | PROT_WRITE, EEXIST);
+	close(fd2);
+
+	/* Another queue has regions of its own. */
+	other = wd_open(&self->devs[0]);
+	if (other >= 0) {
+		p = map_ok(_metadata, other, WD_REGION_DUS, self->dus,
+			   PROT_READ | PROT_WRITE);
+		if (p != MAP_FAILED)
+			munmap(p, self->dus);
+		close(other);
+	} else {
+		EXPECT_EQ(EBUSY, errno);
+	}
+
+	/* After munmap, a region maps again. */
+	EXPECT_EQ(0, munmap(dus, self->dus));
+	dus = map_ok(_metadata, self->fd, WD_REGION_DUS, self->dus,
+		     PROT_READ | PROT_WRITE);
+	ASSERT_NE(MAP_FAILED, dus);
+	fill(dus, self->dus, 7);
+	EXPECT_EQ(-1, check(dus, self->dus, 7));
+	EXPECT_EQ(0, munmap(mmio, self->mmio));
+	mmio = map_ok(_metadata, self->fd, WD_REGION_MMIO, self->mmio,
+		      PROT_READ);
+	ASSERT_NE(MAP_FAILED, mmio);
+	EXPECT_EQ((__u32)WD_EDU_STATUS_MAGIC, status_magic(mmio));
+	munmap(mmio, self->mmio);
+	munmap(dus, self->dus);
+}
+
+static bool in_proc_maps(void *addr)
+{
+	char line[512];
+	bool found = false;
+	void *start;
+	FILE *f;
+
+	f = fopen("/proc/self/maps", "r");
+	if (!f)
+		return true;	/* make the caller fail */
+	while (!found && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%p-", &start) == 1 && start == addr)
+			found = true;
+	fclose(f);
+	return found;
+}
+
+/*
+ * The mappings are VM_DONTCOPY: a child has nothing at their addresses.
+ * Exit status bits tell the parent what went wrong.
+ */
+static int child_checks(void *mmio, size_t mmio_len, void *dus, size_t dus_len)
+{
+	int bad = 0;
+
+	if (msync(mmio, mmio_len, MS_ASYNC) != -1 || errno != ENOMEM)
+		bad |= 1;
+	if (msync(dus, dus_len, MS_ASYNC) != -1 || errno != ENOMEM)
+		bad |= 2;
+	if (in_proc_maps(mmio))
+		bad |= 4;
+	if (in_proc_maps(dus))
+		bad |= 8;
+	return bad;
+}
+
+TEST_F(map, fork)
+{
+	void *mmio, *dus;
+	int status;
+	pid_t pid;
+
+	mmio = map_ok(_metadata, self->fd, WD_REGION_MMIO, self->mmio,
+		      PROT_READ);
+	ASSERT_NE(MAP_FAILED, mmio);
+	dus = map_ok(_metadata, self->fd, WD_REGION_DUS, self->dus,
+		     PROT_READ | PROT_WRITE);
+	ASSERT_NE(MAP_FAILED, dus);
+	fill(dus, self->dus, 0xf0f0);
+	ASSERT_TRUE(in_proc_maps(mmio));
+	ASSERT_TRUE(in_proc_maps(dus));
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid)
+		_exit(child_checks(mmio, self->mmio, dus, self->dus));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status))
+		TH_LOG("child: msync mmio %s, msync dus %s, maps mmio %s, maps dus %s",
+		       WEXITSTATUS(status) & 1 ? "BAD" : "ok",
+		       WEXITSTATUS(status) & 2 ? "BAD" : "ok",
+		       WEXITSTATUS(status) & 4 ? "BAD" : "ok",
+		       WEXITSTATUS(status) & 8 ? "BAD" : "ok");
+
+	/* Touching the address in a child faults like any unmapped one. */
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid)
+		_exit(wd_read32(dus) ? 101 : 100);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV)
+		TH_LOG("child status %#x", status);
+
+	/* The parent keeps both. */
+	EXPECT_TRUE(wd_is_mapped(mmio, self->mmio));
+	EXPECT_EQ((__u32)WD_EDU_STATUS_MAGIC, status_magic(mmio));
+	EXPECT_EQ(-1, check(dus, self->dus, 0xf0f0));
+	munmap(mmio, self->mmio);
+	munmap(dus, self->dus);
+}
+
+static void check_mremap(struct __test_metadata *_metadata, void *p,
+			 size_t len, size_t page)
+{
+	void *q, *target;
+
+	q = mremap(p, len, len + page, 0);
+	EXPECT_EQ(MAP_FAILED, q) TH_LOG("grew in place");
+	q = mremap(p, len, len + page, MREMAP_MAYMOVE);
+	EXPECT_EQ(MAP_FAILED, q) TH_LOG("grew by moving");
+
+	target = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, target);
+	q = mremap(p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+	EXPECT_EQ(MAP_FAILED, q) TH_LOG("moved");
+	munmap(target, len);
+
+	/* Still where it was. */
+	EXPECT_TRUE(wd_is_mapped(p, len));
+	EXPECT_TRUE(in_proc_maps(p));
+}
+
+TEST_F(map, mremap)
+{
+	void *mmio, *dus;
+
+	mmio = map_ok(_metadata, self->fd, WD_REGION_MMIO, self->mmio,
+		      PROT_READ);
+	ASSERT_NE(MAP_FAILED, mmio);
+	dus = map_ok(_metadata, self->fd, WD_REGION_DUS, self->dus,
+		     PROT_READ | PROT_WRITE);
+	ASSERT_NE(MAP_FAILED, dus);
+	fill(dus, self->dus, 0x1234);
+
+	check_mremap(_metadata, mmio, self->mmio, self->page);
+	check_mremap(_metadata, dus, self->dus, self->page);
+	EXPECT_EQ((__u32)WD_EDU_STATUS_MAGIC, status_magic(mmio));
+	EXPECT_EQ(-1, check(dus, self->dus, 0x1234));
+
+	/* The regions are still taken by these mappings. */
+	map_fails(_metadata, self->fd, WD_REGION_MMIO, self->mmio, PROT_READ,
+		  EEXIST);
+	munmap(mmio, self->mmio);
+	munmap(dus, self->dus);
+}
+
+/* A mapping keeps the queue: closing the fd frees it only at munmap. */
+TEST_F(map, close_keeps_mapping)
+{
+	const struct wd_dev *dev = &self->devs[0];
+	void *mmio, *dus;
+	int avail;
+
+	mmio = map_ok(_metadata, self->fd, WD_REGION_MMIO, self->mmio,
+		      PROT_READ);
+	ASSERT_NE(MAP_FAILED, mmio);
+	dus = map_ok(_metadata, self->fd, WD_REGION_DUS, self->dus,
+		     PROT_READ | PROT_WRITE);
+	ASSERT_NE(MAP_FAILED, dus);
+	fill(dus, self->dus, 0xc105e);
+	avail = wd_avail(dev);
+	ASSERT_LE(0, avail);
+
+	ASSERT_EQ(0, close(self->fd));
+	self->fd = -1;
+	EXPECT_EQ(avail, wd_avail(dev));
+	EXPECT_EQ((__u32)WD_EDU_STATUS_MAGIC, status_magic(mmio));
+	EXPECT_EQ(-1, check(dus, self->dus, 0xc105e));
+
+	EXPECT_EQ(0, munmap(mmio, self->mmio));
+	EXPECT_EQ(avail, wd_avail(dev));
+	EXPECT_EQ(0, munmap(dus, self->dus));
+	EXPECT_EQ(avail + 1, wd_avail(dev));
+}
+
+TEST_HARNESS_MAIN

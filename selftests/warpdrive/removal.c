@@ -1,0 +1,249 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * warpdrive device removal: unbinding the edu driver from a device whose
+ * queues are open, started and mapped, then binding it again. Run last: it
+ * unbinds every edu device in turn. The fixture's teardown runs in the
+ * parent process and rebinds whatever the test left unbound, even if the
+ * test died.
+ */
+#include "kselftest_harness.h"
+
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+
+#include "wd_util.h"
+
+FIXTURE(removal) {
+	struct wd_dev devs[WD_MAX_DEVS];
+	char bdfs[WD_MAX_DEVS][WD_BDF_LEN];	/* survives devs[] updates */
+	int total[WD_MAX_DEVS];		/* available_instances when idle */
+	bool unbound[WD_MAX_DEVS];
+	int n;
+};
+
+FIXTURE_SETUP(removal)
+{
+	int i;
+
+	self->n = wd_get_edu(self->devs, WD_MAX_DEVS);
+	if (!self->n)
+		SKIP(return, "no QEMU edu device");
+	ASSERT_LT(0, self->n) TH_LOG("edu PCI devices but no edu class device");
+	for (i = 0; i < self->n; i++) {
+		ASSERT_NE(0, self->devs[i].bdf[0]);
+		ASSERT_TRUE(wd_pci_bound(self->devs[i].bdf));
+		memcpy(self->bdfs[i], self->devs[i].bdf, WD_BDF_LEN);
+		self->total[i] = wd_avail(&self->devs[i]);
+		ASSERT_LT(0, self->total[i]);
+	}
+}
+
+FIXTURE_TEARDOWN_PARENT(removal)
+{
+	int i, ret;
+
+	for (i = 0; i < self->n; i++) {
+		if (!self->unbound[i] || wd_pci_bound(self->bdfs[i]))
+			continue;
+		ret = wd_pci_bind(self->bdfs[i]);
+		TH_LOG("rebinding %s: %s", self->bdfs[i],
+		       ret ? strerror(-ret) : "ok");
+	}
+}
+
+static sigjmp_buf touch_env;
+
+static void touch_handler(int sig)
+{
+	siglongjmp(touch_env, sig);
+}
+
+/* Accesses @addr; returns the signal that raised, 0 if none. */
+static int touch(void *addr, bool write)
+{
+	struct sigaction sa = { .sa_handler = touch_handler };
+	struct sigaction old_bus, old_segv;
+	int sig;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, &old_bus);
+	sigaction(SIGSEGV, &sa, &old_segv);
+	sig = sigsetjmp(touch_env, 1);
+	if (!sig) {
+		if (write)
+			wd_write32(addr, 0x5a5a5a5a);
+		else
+			wd_read32(addr);
+	}
+	sigaction(SIGBUS, &old_bus, NULL);
+	sigaction(SIGSEGV, &old_segv, NULL);
+	return sig;
+}
+
+#define EXPECT_GONE(call) do {						\
+	errno = 0;							\
+	EXPECT_EQ(-1, (call)) TH_LOG("%s succeeded", #call);		\
+	EXPECT_TRUE(errno == ENODEV || errno == ENXIO)			\
+		TH_LOG("%s: %s", #call, strerror(errno));		\
+} while (0)
+
+static void factorial_ok(struct __test_metadata *_metadata, int fd)
+{
+	uint32_t res;
+
+	ASSERT_EQ(0, wd_factorial(fd, 11, &res)) TH_LOG("%s", strerror(errno));
+	EXPECT_EQ(39916800U, res);
+}
+
+static void check_gone(struct __test_metadata *_metadata,
+		       const struct wd_dev *dev)
+{
+	char name[WD_NAME_LEN];
+
+	EXPECT_FALSE(wd_pci_bound(dev->bdf));
+	EXPECT_EQ(-1, access(dev->sysfs, F_OK)) TH_LOG("%s", dev->sysfs);
+	EXPECT_EQ(-1, access(dev->node, F_OK)) TH_LOG("%s", dev->node);
+	EXPECT_EQ(-1, wd_open(dev));
+	EXPECT_EQ(ENOENT, errno);
+	EXPECT_EQ(0, wd_pci_uacce(dev->bdf, name, sizeof(name)));
+}
+
+/* Binds device @i again and checks that a new queue works. */
+static void rebind(struct __test_metadata *_metadata,
+		   struct _test_data_removal *self, int i)
+{
+	struct wd_dev *dev = &self->devs[i];
+	const char *bdf = self->bdfs[i];
+	char name[WD_NAME_LEN];
+	int fd;
+
+	ASSERT_EQ(0, wd_pci_bind(bdf));
+	self->unbound[i] = false;
+	EXPECT_TRUE(wd_pci_bound(bdf));
+	ASSERT_EQ(1, wd_pci_uacce(bdf, name, sizeof(name)));
+	ASSERT_EQ(0, strncmp(name, WD_EDU_PREFIX, strlen(WD_EDU_PREFIX)));
+	ASSERT_EQ(0, wd_dev_init(dev, name));
+	ASSERT_EQ(0, access(dev->sysfs, F_OK)) TH_LOG("%s", dev->sysfs);
+	EXPECT_STREQ(bdf, dev->bdf);
+
+	/* All queues are free again: none went with the old device. */
+	EXPECT_EQ(self->total[i], wd_avail(dev));
+	fd = wd_open(dev);
+	ASSERT_LE(0, fd) TH_LOG("open %s: %s", dev->node, strerror(errno));
+	EXPECT_EQ(self->total[i] - 1, wd_avail(dev));
+	ASSERT_EQ(0, ioctl(fd, WD_CMD_START_Q));
+	factorial_ok(_metadata, fd);
+	EXPECT_EQ(0, close(fd));
+	EXPECT_EQ(self->total[i], wd_avail(dev));
+}
+
+/* Nothing open: the device goes away and comes back. */
+TEST_F_TIMEOUT(removal, unbind_idle, 120)
+{
+	int i;
+
+	for (i = 0; i < self->n; i++) {
+		TH_LOG("%s (%s)", self->devs[i].name, self->devs[i].bdf);
+		self->unbound[i] = true;
+		ASSERT_EQ(0, wd_pci_unbind(self->bdfs[i]));
+		check_gone(_metadata, &self->devs[i]);
+		rebind(_metadata, self, i);
+	}
+}
+
+static void unbind_busy(struct __test_metadata *_metadata,
+			struct _test_data_removal *self, int i)
+{
+	struct wd_edu_factorial arg = { .n = 3 };
+	const struct wd_dev *dev = &self->devs[i];
+	struct pollfd pfd = { .events = POLLIN };
+	size_t mmio_len, dus_len;
+	int fd, idle_fd, other = -1;
+	void *mmio, *dus;
+
+	mmio_len = wd_region_size(dev, WD_REGION_MMIO);
+	dus_len = wd_region_size(dev, WD_REGION_DUS);
+	ASSERT_NE(0UL, mmio_len);
+	ASSERT_NE(0UL, dus_len);
+
+	/* A started queue of another device, which must not notice. */
+	if (self->n > 1) {
+		other = wd_open(&self->devs[(i + 1) % self->n]);
+		ASSERT_LE(0, other);
+		ASSERT_EQ(0, ioctl(other, WD_CMD_START_Q));
+	}
+
+	/* A started queue with both regions mapped... */
+	fd = wd_open(dev);
+	ASSERT_LE(0, fd) TH_LOG("open %s: %s", dev->node, strerror(errno));
+	ASSERT_EQ(0, ioctl(fd, WD_CMD_START_Q));
+	factorial_ok(_metadata, fd);
+	mmio = wd_map(fd, WD_REGION_MMIO, mmio_len, PROT_READ);
+	ASSERT_NE(MAP_FAILED, mmio);
+	dus = wd_map(fd, WD_REGION_DUS, dus_len, PROT_READ | PROT_WRITE);
+	ASSERT_NE(MAP_FAILED, dus);
+	memset(dus, 0x42, dus_len);
+	ASSERT_EQ(0, touch(mmio, false));
+	ASSERT_EQ(0, touch(dus, true));
+	/* ...and an idle one that stays open across the rebind. */
+	idle_fd = self->total[i] > 1 ? wd_open(dev) : -1;
+	if (self->total[i] > 1)
+		ASSERT_LE(0, idle_fd);
+
+	self->unbound[i] = true;
+	ASSERT_EQ(0, wd_pci_unbind(self->bdfs[i]));
+	check_gone(_metadata, dev);
+
+	EXPECT_GONE(ioctl(fd, WD_CMD_START_Q));
+	EXPECT_GONE(ioctl(fd, WD_CMD_PUT_Q));
+	EXPECT_GONE(ioctl(fd, WD_EDU_CMD_FACTORIAL, &arg));
+	EXPECT_GONE(ioctl(fd, _IO('W', 0x7f)));
+
+	pfd.fd = fd;
+	EXPECT_EQ(1, poll(&pfd, 1, 0));
+	EXPECT_NE(0, pfd.revents & (POLLERR | POLLHUP))
+		TH_LOG("revents %#x", pfd.revents);
+
+	EXPECT_EQ(SIGBUS, touch(mmio, false));
+	EXPECT_EQ(SIGBUS, touch(dus, false));
+	EXPECT_EQ(SIGBUS, touch((char *)dus + dus_len - 4, true));
+
+	EXPECT_EQ(0, munmap(dus, dus_len));
+	EXPECT_GONE(wd_map(fd, WD_REGION_DUS, dus_len,
+			   PROT_READ | PROT_WRITE) == MAP_FAILED ? -1 : 0);
+	if (idle_fd >= 0)
+		EXPECT_GONE(wd_map(idle_fd, WD_REGION_MMIO, mmio_len,
+				   PROT_READ) == MAP_FAILED ? -1 : 0);
+
+	if (other >= 0)
+		factorial_ok(_metadata, other);
+
+	/* The mapping outlives the fd; both go without complaint. */
+	EXPECT_EQ(0, close(fd));
+	EXPECT_EQ(0, munmap(mmio, mmio_len));
+
+	rebind(_metadata, self, i);
+
+	/* The old file never reaches the new device. */
+	if (idle_fd >= 0) {
+		EXPECT_GONE(ioctl(idle_fd, WD_CMD_START_Q));
+		EXPECT_EQ(0, close(idle_fd));
+	}
+	if (other >= 0) {
+		factorial_ok(_metadata, other);
+		EXPECT_EQ(0, close(other));
+	}
+}
+
+TEST_F_TIMEOUT(removal, unbind_open_queue, 120)
+{
+	int i;
+
+	for (i = 0; i < self->n; i++) {
+		TH_LOG("%s (%s)", self->devs[i].name, self->devs[i].bdf);
+		unbind_busy(_metadata, self, i);
+	}
+}
+
+TEST_HARNESS_MAIN

@@ -82,6 +82,18 @@ static void *map_ok(struct __test_metadata *_metadata, int fd,
 	return p;
 }
 
+/* Maps both regions of the fixture's queue: MMIO read-only, DUS read-write. */
+static void map_both(struct __test_metadata *_metadata,
+		     struct _test_data_map *self, void **mmio, void **dus)
+{
+	*mmio = map_ok(_metadata, self->fd, WD_REGION_MMIO, self->mmio,
+		       PROT_READ);
+	ASSERT_NE(MAP_FAILED, *mmio);
+	*dus = map_ok(_metadata, self->fd, WD_REGION_DUS, self->dus,
+		      PROT_READ | PROT_WRITE);
+	ASSERT_NE(MAP_FAILED, *dus);
+}
+
 static void map_fails(struct __test_metadata *_metadata, int fd,
 		      unsigned int region, size_t len, int prot, int err)
 {
@@ -204,12 +216,7 @@ TEST_F(map, double_map)
 	void *mmio, *dus, *p;
 	int fd2, other;
 
-	mmio = map_ok(_metadata, self->fd, WD_REGION_MMIO, self->mmio,
-		      PROT_READ);
-	ASSERT_NE(MAP_FAILED, mmio);
-	dus = map_ok(_metadata, self->fd, WD_REGION_DUS, self->dus,
-		     PROT_READ | PROT_WRITE);
-	ASSERT_NE(MAP_FAILED, dus);
+	map_both(_metadata, self, &mmio, &dus);
 
 	map_fails(_metadata, self->fd, WD_REGION_MMIO, self->mmio, PROT_READ,
 		  EEXIST);
@@ -293,12 +300,7 @@ TEST_F(map, fork)
 	int status;
 	pid_t pid;
 
-	mmio = map_ok(_metadata, self->fd, WD_REGION_MMIO, self->mmio,
-		      PROT_READ);
-	ASSERT_NE(MAP_FAILED, mmio);
-	dus = map_ok(_metadata, self->fd, WD_REGION_DUS, self->dus,
-		     PROT_READ | PROT_WRITE);
-	ASSERT_NE(MAP_FAILED, dus);
+	map_both(_metadata, self, &mmio, &dus);
 	fill(dus, self->dus, 0xf0f0);
 	ASSERT_TRUE(in_proc_maps(mmio));
 	ASSERT_TRUE(in_proc_maps(dus));
@@ -358,12 +360,7 @@ TEST_F(map, mremap)
 {
 	void *mmio, *dus;
 
-	mmio = map_ok(_metadata, self->fd, WD_REGION_MMIO, self->mmio,
-		      PROT_READ);
-	ASSERT_NE(MAP_FAILED, mmio);
-	dus = map_ok(_metadata, self->fd, WD_REGION_DUS, self->dus,
-		     PROT_READ | PROT_WRITE);
-	ASSERT_NE(MAP_FAILED, dus);
+	map_both(_metadata, self, &mmio, &dus);
 	fill(dus, self->dus, 0x1234);
 
 	check_mremap(_metadata, mmio, self->mmio, self->page);
@@ -385,12 +382,7 @@ TEST_F(map, close_keeps_mapping)
 	void *mmio, *dus;
 	int avail;
 
-	mmio = map_ok(_metadata, self->fd, WD_REGION_MMIO, self->mmio,
-		      PROT_READ);
-	ASSERT_NE(MAP_FAILED, mmio);
-	dus = map_ok(_metadata, self->fd, WD_REGION_DUS, self->dus,
-		     PROT_READ | PROT_WRITE);
-	ASSERT_NE(MAP_FAILED, dus);
+	map_both(_metadata, self, &mmio, &dus);
 	fill(dus, self->dus, 0xc105e);
 	avail = wd_avail(dev);
 	ASSERT_LE(0, avail);

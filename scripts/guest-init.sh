@@ -9,6 +9,7 @@
 #   wd.mode=shell  load the modules, then an interactive shell on the console
 #   wd.iommu=0|1   whether the host gave the guest an IOMMU; exported to the
 #                  tests as WD_EXPECT_IOMMU and checked here
+#   wd.profile=P   which kernel build this is (normal, debug); only a label
 #
 # Everything goes back to the host over the serial console. Lines starting
 # with "### wd: " are markers that scripts/report.py parses:
@@ -35,15 +36,16 @@ mkdir -p /root
 mark() { echo "### wd: $*"; }
 check() { mark "check $1 $2${3:+ $3}"; }
 
-mode=shell iommu=0
+mode=shell iommu=0 profile=normal
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	wd.mode=*) mode=${arg#wd.mode=} ;;
 	wd.iommu=*) iommu=${arg#wd.iommu=} ;;
+	wd.profile=*) profile=${arg#wd.profile=} ;;
 	esac
 done
 export WD_EXPECT_IOMMU=$iommu
-mark "mode=$mode iommu=$iommu uptime=$(cut -d' ' -f1 /proc/uptime)"
+mark "mode=$mode iommu=$iommu profile=$profile uptime=$(cut -d' ' -f1 /proc/uptime)"
 
 # Kernel messages printed to the console while user space writes to it can
 # land in the middle of a result line. While the guest prints results, only
@@ -131,6 +133,35 @@ run_demo() {
 	mark "end driver log"
 }
 
+# The exit paths run too: warpdrive must refuse to go while its driver is
+# loaded, and both must unload cleanly once the tests have closed everything.
+unload_modules() {
+	if rmmod warpdrive 2>/dev/null; then
+		check warpdrive-pinned-by-driver fail "warpdrive unloaded under its driver"
+	else
+		check warpdrive-pinned-by-driver ok
+	fi
+	if rmmod warpdrive_edu && rmmod warpdrive; then
+		check modules-unloaded ok
+	else
+		check modules-unloaded fail "$(cut -d' ' -f1,3 /proc/modules | tr '\n' ' ')"
+	fi
+}
+
+# With kmemleak (the debug kernel), report what leaked into the kernel log,
+# where the host's scan fails the run on "unreferenced object". kmemleak only
+# reports objects older than five seconds, hence the wait between scans.
+kmemleak_report() {
+	k=/sys/kernel/debug/kmemleak
+	[ -e $k ] || return 0
+	echo scan > $k
+	sleep 6
+	echo scan > $k
+	leaks=$(grep -c "unreferenced object" $k)
+	grep . $k | while IFS= read -r l; do echo "kmemleak: $l" > /dev/kmsg; done
+	check kmemleak-clean "$([ "$leaks" = 0 ] && echo ok || echo fail)" "$leaks objects"
+}
+
 load_modules
 check_iommu
 
@@ -138,6 +169,8 @@ case "$mode" in
 test)
 	quiet_console
 	run_tests
+	unload_modules
+	kmemleak_report
 	;;
 run)
 	quiet_console

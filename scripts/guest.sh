@@ -67,7 +67,7 @@ cpu=max
 
 # log_buf_len: the Rust doctests alone print hundreds of KUnit lines at boot,
 # and the host reads them back from dmesg at the end, so none may rotate out.
-append="console=ttyS0 panic=-1 log_buf_len=8M wd.mode=$mode"
+append="console=ttyS0 panic=-1 log_buf_len=8M wd.mode=$mode wd.profile=${WD_PROFILE:-normal}"
 qemu=(qemu-system-x86_64 -machine q35 -accel "$accel" -cpu "$cpu" -smp 2 -m 2G
 	-no-reboot -kernel "$kernel" -initrd "$initrd")
 if [ "$iommu" = on ]; then
@@ -100,7 +100,7 @@ set +e
 # hundreds of KUnit lines). scripts/report.py reads all of it from the log.
 show_kernel=1
 [ "$mode" = test ] && show_kernel=0
-echo "guest: $mode, iommu=$iommu, $accel; serial console in $log"
+echo "guest: $mode, ${WD_PROFILE:-normal} kernel, iommu=$iommu, $accel; serial console in $log"
 # --foreground keeps QEMU in the terminal's process group, so Ctrl-C
 # reaches it.
 timeout --foreground -k 10 "${WD_TIMEOUT:-900}" "${qemu[@]}" </dev/null 2>&1 |

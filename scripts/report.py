@@ -40,7 +40,7 @@ BAD = re.compile('|'.join([
     r'possible circular locking', r'inconsistent lock state', r'INFO: possible',
     r'lockdep', r'sleeping function called from invalid context',
     r'refcount_t:', r'Kernel panic', r'Call Trace', r'INFO: task .* blocked',
-    r'detected stall', r'soft lockup', r'hard LOCKUP',
+    r'detected stall', r'soft lockup', r'hard LOCKUP', r'unreferenced object',
 ]))
 
 
@@ -126,7 +126,12 @@ def parse(path):
         m = re.search(r'wd\.iommu=(\d)', l)
         if m:
             iommu = 'on' if m.group(1) == '1' else 'off'
-    label = f'iommu={iommu}'
+    profile = 'normal'
+    for l in lines[:1]:
+        m = re.search(r'wd\.profile=(\S+)', l)
+        if m:
+            profile = m.group(1)
+    label = f'iommu={iommu}' if profile == 'normal' else f'{profile}, iommu={iommu}'
     run.label = label
 
     qemu_rc = None

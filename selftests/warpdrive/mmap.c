@@ -375,6 +375,25 @@ TEST_F(map, mremap)
 	munmap(dus, self->dus);
 }
 
+/* A region is unmapped whole or not at all: warpdrive refuses to split it. */
+TEST_F(map, partial_munmap_refused)
+{
+	void *mmio, *dus;
+
+	if (self->dus < 2 * self->page)
+		SKIP(return, "DUS region is a single page");
+	map_both(_metadata, self, &mmio, &dus);
+	EXPECT_EQ(-1, munmap(dus, self->page));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(-1, munmap((char *)dus + self->page, self->page));
+	EXPECT_EQ(EINVAL, errno);
+	/* Still mapped whole: a second mapping of the region is EEXIST. */
+	map_fails(_metadata, self->fd, WD_REGION_DUS, self->dus,
+		  PROT_READ | PROT_WRITE, EEXIST);
+	EXPECT_EQ(0, munmap(dus, self->dus));
+	EXPECT_EQ(0, munmap(mmio, self->mmio));
+}
+
 /* A mapping keeps the queue: closing the fd frees it only at munmap. */
 TEST_F(map, close_keeps_mapping)
 {

@@ -23,7 +23,10 @@ use crate::{
         Result, //
     },
     ffi::c_int,
-    mm::Mm,
+    mm::{
+        Mm,
+        MmWithUser, //
+    },
     page::{
         page_align,
         AsPageIter,
@@ -146,14 +149,16 @@ impl PinnedPages {
     /// would exceed `RLIMIT_MEMLOCK` and the task lacks `CAP_IPC_LOCK`.
     ///
     /// Failures to pin are returned as `pin_user_pages_fast()` reports them, and [`EFAULT`] if it
-    /// pins nothing. In particular, [`Access::ReadWrite`] pins of a shared, writable mapping of a
-    /// file that needs dirty tracking, as the files of most filesystems do (through
-    /// `page_mkwrite`, like even ramfs, or writeback), fail with [`EFAULT`]: `FOLL_LONGTERM`
-    /// refuses them in `check_vma_flags()`, as the filesystem would not see the device's writes.
-    /// Anonymous memory and shmem, including memfds and shared anonymous mappings, can be pinned
-    /// for writing, as can private file mappings, which are copied on write. Pins of unmapped
-    /// addresses, of mappings without the requested access, and of `VM_IO` or `VM_PFNMAP`
-    /// mappings fail with [`EFAULT`] too.
+    /// pins nothing. Pins of unmapped addresses, of mappings without the requested access, and
+    /// of `VM_IO` or `VM_PFNMAP` mappings fail with [`EFAULT`].
+    ///
+    /// [`Access::ReadWrite`] pins of a shared, writable mapping of a file that needs dirty
+    /// tracking, as the files of most filesystems do (through `page_mkwrite`, like even ramfs, or
+    /// writeback), fail with [`EOPNOTSUPP`]: `FOLL_LONGTERM` refuses them in `check_vma_flags()`,
+    /// as the filesystem would not see the device's writes, and this tells that refusal apart
+    /// from a bad address. Anonymous memory and shmem, including memfds and shared anonymous
+    /// mappings, can be pinned for writing, as can private file mappings, which are copied on
+    /// write.
     ///
     /// On failure, any page pinned so far is unpinned and nothing remains charged.
     ///
@@ -181,8 +186,21 @@ impl PinnedPages {
             access,
             charge,
         };
-        this.pin(count)?;
-        Ok(this)
+        match this.pin(count) {
+            Err(e) if e == EFAULT && access == Access::ReadWrite => {
+                // Unpin and uncharge before looking at the mappings.
+                drop(this);
+                let task = current!();
+                let mm = task.mm().ok_or(EFAULT)?;
+                if has_shared_file_mapping(mm, addr, addr + size) {
+                    Err(EOPNOTSUPP)
+                } else {
+                    Err(EFAULT)
+                }
+            }
+            Err(e) => Err(e),
+            Ok(()) => Ok(this),
+        }
     }
 
     /// Pins the pages backing the range until `self.pages` holds `count` pages.
@@ -325,8 +343,10 @@ impl PinnedPages {
     /// copy-on-write with other processes, or be the zero page, and must not be written.
     ///
     /// As for [`PinnedPages::copy_from`], user space and devices may access the pages at the
-    /// same time, like with `copy_to_user()`.
-    pub fn copy_to(&mut self, offset: usize, src: &[u8]) -> Result {
+    /// same time, like with `copy_to_user()`. This takes `&self` for the same reason: the pages
+    /// are user memory that Rust never borrows, so writing them needs no exclusive access, and
+    /// the kernel can act as a device on pages that several users hold.
+    pub fn copy_to(&self, offset: usize, src: &[u8]) -> Result {
         if self.access != Access::ReadWrite {
             return Err(EPERM);
         }
@@ -422,6 +442,36 @@ impl AsPageIter for Arc<PinnedPages> {
     fn page_iter(&mut self) -> Self::Iter<'_> {
         self.pages()
     }
+}
+
+/// Returns whether a shared mapping of a file other than shmem overlaps `[start, end)` of `mm`.
+///
+/// These are the mappings that long-term write pins are refused for, unless their filesystem
+/// neither tracks dirty pages nor writes them back, which none that can be mapped shared and
+/// written is known to do. Only used to explain a refusal, never to grant a pin.
+fn has_shared_file_mapping(mm: &MmWithUser, start: usize, end: usize) -> bool {
+    let guard = mm.mmap_read_lock();
+    let mut addr = start;
+    while addr < end {
+        let Some(vma) = guard.vma_lookup(addr) else {
+            // A hole: look for the next mapping, the lookup only finds one containing `addr`.
+            addr = (addr & PAGE_MASK) + PAGE_SIZE;
+            continue;
+        };
+        let raw = vma.as_ptr();
+        // SAFETY: `raw` is a valid VMA while the mmap read lock is held, and `vm_file` does not
+        // change while it is.
+        let file = unsafe { (*raw).vm_file };
+        // SAFETY: As above; `vma_is_shmem()` only reads the VMA.
+        if vma.flags() & crate::mm::virt::flags::SHARED != 0
+            && !file.is_null()
+            && !unsafe { bindings::vma_is_shmem(raw) }
+        {
+            return true;
+        }
+        addr = vma.end();
+    }
+    false
 }
 
 /// Returns whether a process may have `pinned` pages pinned with a `RLIMIT_MEMLOCK` of
@@ -631,7 +681,7 @@ mod tests {
         let before = current_pinned_vm()?;
 
         let size = 2 * PAGE_SIZE;
-        let mut pin = PinnedPages::new(
+        let pin = PinnedPages::new(
             UserPtr::from_addr(addr + 100),
             size,
             Access::ReadWrite,
@@ -684,7 +734,7 @@ mod tests {
         let addr = mmap(ptr::null_mut(), PAGE_SIZE, RW, ANON)?;
         // Pinned before user space ever touches the page: a long-term pin must not keep the
         // shared zero page, or later writes by user space would not be seen.
-        let mut pin = PinnedPages::new(UserPtr::from_addr(addr), 16, Access::ReadOnly, 1)?;
+        let pin = PinnedPages::new(UserPtr::from_addr(addr), 16, Access::ReadOnly, 1)?;
         write_user(addr, b"written by user!")?;
         let mut buf = [0u8; 16];
         pin.copy_from(0, &mut buf)?;
@@ -705,7 +755,7 @@ mod tests {
     #[test]
     fn shmem_writable_pin() -> Result {
         let addr = mmap(ptr::null_mut(), 2 * PAGE_SIZE, RW, SHMEM)?;
-        let mut pin = PinnedPages::new(
+        let pin = PinnedPages::new(
             UserPtr::from_addr(addr),
             2 * PAGE_SIZE,
             Access::ReadWrite,
@@ -734,7 +784,7 @@ mod tests {
 
         assert_eq!(
             PinnedPages::new(user, PAGE_SIZE, Access::ReadWrite, 1).err(),
-            Some(EFAULT)
+            Some(EOPNOTSUPP)
         );
         assert_eq!(current_pinned_vm()?, before);
 
@@ -747,7 +797,7 @@ mod tests {
     }
 
     /// Writable long-term pins of a shared mapping of a file on a filesystem that tracks dirty
-    /// pages fail with `EFAULT`. ramfs does, through `filemap_page_mkwrite()`, and can be
+    /// pages fail with `EOPNOTSUPP`. ramfs does, through `filemap_page_mkwrite()`, and can be
     /// mounted privately here, which a disk filesystem cannot.
     #[test]
     fn file_writable_pin_refused() -> Result {

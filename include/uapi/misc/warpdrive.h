@@ -56,26 +56,234 @@ enum wd_region {
  */
 #define WD_DRIVER_IOCTL_BASE	0x40
 
-/* ---- QEMU edu device driver (samples/warpdrive/edu) ---- */
+/*
+ * The device has no SVA: its queues use warpdrive's shadow ring, below.
+ *
+ * User space never touches the hardware queue. It writes command
+ * descriptors into a submission ring in plain memory (the DUS region) and
+ * calls WD_IOCTL_KICK. The kernel copies each new descriptor once,
+ * validates it, translates the user addresses it references into DMA
+ * addresses of pages it has pinned, and queues it to the device. Each
+ * command ends with exactly one completion in the completion ring.
+ *
+ * No physical or DMA address is ever visible to user space.
+ */
+#define WD_DEV_SHADOW_RING	(1U << 4)
 
 /*
- * The MMIO region of an edu queue: one read-only page of queue status.
- * It never maps device registers.
+ * The MMIO region of a shadow-ring queue: one read-only page of queue
+ * status, written by the kernel. It never maps device registers.
  */
-struct wd_edu_status {
-	__u32 magic;		/* WD_EDU_STATUS_MAGIC */
+struct wd_queue_status {
+	__u32 magic;		/* WD_QUEUE_STATUS_MAGIC */
+	__u32 state;		/* enum wd_queue_state */
 	__u32 queue_index;	/* which of the device's queues this is */
-	__u32 started;		/* 1 between START_Q and PUT_Q */
-	__u32 completed;	/* factorials completed on this queue */
+	__u32 rsvd;
+	__u64 submitted;	/* commands accepted by KICK */
+	__u64 completed;	/* completions written, failed ones included */
+	__u64 errors;		/* completions with a non-zero status */
+	__u64 bytes;		/* bytes of successful commands (their len) */
+	__u64 pinned_pages;	/* pages this queue keeps pinned now */
+	__u64 buffers;		/* buffers registered now */
+	__u64 invalidations;	/* registered mappings torn down by the MMU */
 };
 
-#define WD_EDU_STATUS_MAGIC	0x57444544	/* "WDED" */
+#define WD_QUEUE_STATUS_MAGIC	0x57445153	/* "WDQS" */
+
+enum wd_queue_state {
+	WD_QUEUE_INIT = 0,	/* open, not started */
+	WD_QUEUE_STARTED = 1,	/* between START_Q and PUT_Q */
+	WD_QUEUE_ORPHANED = 2,	/* the address space that opened it exited */
+	WD_QUEUE_DEAD = 3,	/* the device is gone */
+};
 
 /*
- * Compute n! on the device's factorial unit. The unit is shared by every
- * queue of the device; the call waits for the device's completion interrupt.
- * The result is the device's: n! truncated to 32 bits (0 for n >= 34).
- * Fails with EINVAL if the queue is not started.
+ * The DUS region of a shadow-ring queue starts with this header. The
+ * submission ring (sq_entries descriptors) and the completion ring
+ * (cq_entries completions) follow at the offsets it gives. The sizes are
+ * powers of two; indices are free-running __u32 counters, taken modulo the
+ * ring size to find an entry.
+ *
+ * Each index has one writer. User space writes sq_tail (after the
+ * descriptors, with release ordering) and cq_head (after reading the
+ * completions). The kernel writes sq_head and cq_tail; it keeps its own
+ * copy of both and never reads them back, so overwriting them does
+ * nothing. KICK fails with EINVAL, and leaves the queue unchanged, if
+ * sq_tail is more than sq_entries ahead of sq_head or cq_head is not within
+ * cq_entries behind cq_tail.
+ */
+struct wd_ring_header {
+	__u32 magic;		/* WD_RING_MAGIC */
+	__u32 version;		/* WD_RING_VERSION */
+	__u32 sq_entries;
+	__u32 cq_entries;
+	__u32 sq_offset;	/* bytes from the start of the region */
+	__u32 cq_offset;
+	__u32 desc_size;	/* sizeof(struct wd_desc) */
+	__u32 cqe_size;		/* sizeof(struct wd_cqe) */
+	__u32 rsvd0[8];
+	__u32 sq_tail;		/* user: next descriptor to write */
+	__u32 rsvd1[15];
+	__u32 sq_head;		/* kernel: descriptors consumed */
+	__u32 rsvd2[15];
+	__u32 cq_tail;		/* kernel: completions written */
+	__u32 rsvd3[15];
+	__u32 cq_head;		/* user: completions reaped */
+	__u32 rsvd4[15];
+};
+
+#define WD_RING_MAGIC		0x57445247	/* "WDRG" */
+#define WD_RING_VERSION		1
+
+/*
+ * A command. The opcodes, and which of src and dst each uses, belong to
+ * the device's api (sysfs "api"). An unused address or length must be 0.
+ *
+ * src is read by the device and dst written, len bytes each. Both are
+ * user virtual addresses of the process that opened the queue. If one
+ * lies wholly inside a registered buffer (WD_IOCTL_REGISTER) with the
+ * access the command needs, the buffer's pinned, DMA-mapped pages are
+ * used. Otherwise the pages are pinned and mapped for this command alone
+ * and released when it completes, unless WD_DESC_REGISTERED asks for
+ * registered buffers only.
+ */
+struct wd_desc {
+	__u64 user_data;	/* returned in the completion */
+	__u16 opcode;
+	__u16 flags;		/* WD_DESC_* */
+	__u32 rsvd0;		/* must be 0 */
+	__u64 src;
+	__u64 dst;
+	__u64 len;
+	__u64 arg;		/* opcode-specific input */
+	__u64 rsvd1[2];		/* must be 0 */
+};
+
+/* src and dst must lie in registered buffers, else the command fails. */
+#define WD_DESC_REGISTERED	(1U << 0)
+
+/*
+ * A completion. status is 0 or a negative errno; a command that fails
+ * validation completes with an error and never reaches the device:
+ *
+ *   -EINVAL      unknown flags, non-zero reserved fields, a length of 0 or
+ *                beyond the opcode's limit, a misaligned address or
+ *                length, or a non-zero address the opcode does not use
+ *   -EOPNOTSUPP  unknown opcode
+ *   -EFAULT      an address range that wraps around, is not user memory,
+ *                is not mapped, or is mapped without the access needed
+ *   -EACCES      dst lies in a buffer registered read-only
+ *   -ENOENT      WD_DESC_REGISTERED, and an address is in no buffer
+ *   -ENOMEM      pinning would exceed RLIMIT_MEMLOCK
+ *   -ECANCELED   the queue was stopped, released or orphaned, or its
+ *                device removed, before the command finished; one that
+ *                was cut short while running may have written part of dst
+ *   -ENODEV      the device went away while the command ran
+ *
+ * and a device's own errors. result is opcode-specific.
+ */
+struct wd_cqe {
+	__u64 user_data;
+	__u64 result;
+	__s32 status;
+	__u32 flags;		/* 0 */
+	__u64 rsvd;
+};
+
+/*
+ * Register [addr, addr + len) for commands: pin its pages (charged to
+ * RLIMIT_MEMLOCK as mlock() would be, unless the caller has CAP_IPC_LOCK)
+ * and map them for the device, read-only unless WD_REGISTER_WRITE. Returns
+ * a handle for WD_IOCTL_UNREGISTER.
+ *
+ * The buffer follows the address space: after munmap(), mremap(),
+ * madvise(MADV_DONTNEED), copy-on-write or anything else that changes its
+ * pages, the kernel waits for the commands using the old pages, unpins
+ * them, and pins what is mapped there when a command next uses it. If
+ * nothing suitable is mapped there any more, that command fails with
+ * -EFAULT. The handle stays valid until unregistered.
+ *
+ * Errors: EINVAL (len 0, unknown flags, wrap-around), EEXIST (overlaps a
+ * registered buffer), E2BIG (longer than WD_MAX_BUFFER_SIZE), ENOSPC
+ * (WD_MAX_BUFFERS registered already), ENOMEM (RLIMIT_MEMLOCK), EFAULT
+ * (not mapped, or without the access asked for), EOPNOTSUPP (a writable
+ * registration of a file mapping other than shmem, whose file system would
+ * not see the device's writes).
+ */
+struct wd_register {
+	__u64 addr;		/* in */
+	__u64 len;		/* in */
+	__u32 flags;		/* in: WD_REGISTER_* */
+	__u32 handle;		/* out */
+};
+
+#define WD_REGISTER_WRITE	(1U << 0)	/* the device may write it */
+
+#define WD_MAX_BUFFERS		16384		/* per queue */
+#define WD_MAX_BUFFER_SIZE	(1ULL << 30)
+
+#define WD_IOCTL_REGISTER	_IOWR('W', WD_IOCTL_BASE + 0, struct wd_register)
+
+/*
+ * Unregister the buffer with this handle (ENOENT if there is none). Waits
+ * for the commands in flight that use it, then unpins it.
+ */
+#define WD_IOCTL_UNREGISTER	_IOW('W', WD_IOCTL_BASE + 1, __u32)
+
+/*
+ * Consume the descriptors from sq_head up to sq_tail. Returns how many were
+ * taken: fewer when the completion ring could not hold their completions
+ * (reap some, then kick again), never losing one. Each taken descriptor
+ * has a completion, written at once if it failed validation. Fails with
+ * EINVAL if the queue is not started or an index is corrupt.
+ *
+ * Ownership: a queue belongs to the address space that opened it. KICK,
+ * REGISTER, UNREGISTER and mmap() from any other address space fail with
+ * EPERM: a child that inherited the fd across fork(), or a process that got
+ * it over SCM_RIGHTS. After fork(), the parent's buffers stay its own. If
+ * the owner's address space exits while another process still holds the
+ * fd, the queue is orphaned: commands not finished are cancelled and every
+ * pin is dropped.
+ */
+#define WD_IOCTL_KICK		_IO('W', WD_IOCTL_BASE + 2)
+
+/* ---- QEMU edu device driver (samples/warpdrive/edu), api warpdrive_edu_v2 ---- */
+
+/*
+ * Opcodes of an edu queue. The device's own units are slow (each DMA
+ * transfer takes QEMU 100 ms); the bulk engine is emulated by the driver
+ * in software, on the same path through warpdrive, for volume.
+ */
+enum wd_edu_op {
+	/* Nothing; completes with status 0. No operands. */
+	WD_EDU_OP_NOP = 1,
+	/* The device's factorial unit: result = arg! truncated to 32 bits. */
+	WD_EDU_OP_FACTORIAL = 2,
+	/*
+	 * The device's DMA engine: copy len bytes from src to dst through its
+	 * 4 KiB buffer. src, dst and len are multiples of 4, len at most
+	 * WD_EDU_DMA_COPY_MAX. result = len.
+	 */
+	WD_EDU_OP_DMA_COPY = 3,
+	/* Emulated bulk engine: copy len bytes from src to dst. result = len. */
+	WD_EDU_OP_EMU_MEMCPY = 4,
+	/*
+	 * Emulated bulk engine: result = CRC-32C (Castagnoli, as iSCSI and
+	 * ext4) of len bytes at src, continuing from the CRC in arg (0 to
+	 * start).
+	 */
+	WD_EDU_OP_EMU_CRC32C = 5,
+};
+
+#define WD_EDU_DMA_COPY_MAX	(64U << 10)
+#define WD_EDU_BULK_MAX		(256U << 20)	/* EMU_MEMCPY and EMU_CRC32C */
+
+/*
+ * Compute n! on the device's factorial unit, synchronously, outside the
+ * ring. The unit is shared by every queue of the device; the call waits
+ * for the device's completion interrupt. The result is the device's: n!
+ * truncated to 32 bits (0 for n >= 34). Fails with EINVAL if the queue is
+ * not started.
  */
 struct wd_edu_factorial {
 	__u32 n;		/* in */

@@ -3,17 +3,18 @@
 //! Devices: what a driver registers, their sysfs attributes, and their removal.
 
 use crate::{
-    queue::{QueueContext, QueueFile, QueueInner},
-    uapi, Queue, Region, Subsystem,
+    queue::{QueueContext, QueueEvents, QueueFile, QueueInner},
+    ring::Ring,
+    uapi, Opcode, Queue, Subsystem,
 };
-use core::fmt::Write;
+use core::{fmt::Write, marker::PhantomData};
 use kernel::{
     chrdev::{self, AttributeBuffer},
     device::{Bound, Device},
     new_mutex,
     page::PAGE_SIZE,
     prelude::*,
-    sync::{Arc, Mutex},
+    sync::{aref::ARef, Arc, Mutex},
 };
 
 /// What a driver tells warpdrive about one of its devices.
@@ -26,25 +27,29 @@ pub struct DeviceInfo {
     pub flags: u32,
     /// The algorithms the device offers, shown one per line in sysfs `algorithms`.
     pub algorithms: &'static [&'static CStr],
-    /// The size of each queue's MMIO region (`mmap()` page offset 0), in pages.
-    pub mmio_pages: usize,
-    /// The size of each queue's DUS region (`mmap()` page offset 1), in pages.
-    pub dus_pages: usize,
     /// How many queues can be open at once.
     pub queues: u32,
     /// The driver-private ioctl commands, whole (`_IOWR(...)`): any other command from
     /// `uapi::DRIVER_IOCTL_BASE` up fails with `ENOTTY` before its argument is touched, and the
     /// direction and size encoded in each command are what warpdrive copies.
     pub ioctls: &'static [u32],
+    /// The opcodes of the device's commands and the operands each uses: warpdrive rejects any
+    /// other descriptor before the driver sees it.
+    pub opcodes: &'static [Opcode],
+    /// The number of descriptors in each queue's submission ring, a power of two.
+    pub sq_entries: u32,
+    /// The number of completions in each queue's completion ring, a power of two: also the most
+    /// commands a queue has in flight.
+    pub cq_entries: u32,
 }
 
 impl DeviceInfo {
-    /// The size of `region` in pages.
-    pub(crate) fn region_pages(&self, region: Region) -> usize {
-        match region {
-            Region::Mmio => self.mmio_pages,
-            Region::Dus => self.dus_pages,
-        }
+    /// The size of the MMIO region, one status page, in pages.
+    pub(crate) const MMIO_PAGES: usize = 1;
+
+    /// The size of the DUS region, the rings, in pages.
+    pub(crate) fn dus_pages(&self) -> usize {
+        Ring::dus_pages(self.sq_entries, self.cq_entries)
     }
 }
 
@@ -80,6 +85,8 @@ pub(crate) struct DeviceState {
 pub(crate) struct WdDevice {
     info: DeviceInfo,
     id: u32,
+    /// The device the driver registered this for; bound while the registration lives.
+    parent: ARef<Device>,
     has_isolate: bool,
     /// Held while a queue is opened, released or revoked. Nests outside each queue's lock.
     #[pin]
@@ -91,6 +98,12 @@ impl WdDevice {
         &self.info
     }
 
+    /// The device the driver registered this for. It is bound for as long as the registration
+    /// lives, which a queue knows while it is alive.
+    pub(crate) fn parent(&self) -> &Device {
+        &self.parent
+    }
+
     /// Opens a queue: takes one from the driver, or fails with `EBUSY` when all are in use and
     /// with `ENODEV` once the device is gone.
     pub(crate) fn open_queue(self: &Arc<Self>) -> Result<Arc<QueueInner>> {
@@ -100,9 +113,19 @@ impl WdDevice {
             return Err(EBUSY);
         }
         state.queues.reserve(1, GFP_KERNEL)?;
-        let (ctx, events) = QueueContext::new()?;
-        let queue = driver.get_queue(ctx)?;
-        let inner = QueueInner::new(self.clone(), events, queue)?;
+        // The lowest index not in use: there are fewer queues open than indices.
+        let index = (0..self.info.queues)
+            .find(|i| state.queues.iter().all(|q| q.index() != *i))
+            .ok_or(EBUSY)?;
+        let events = QueueEvents::new()?;
+        let ring = Ring::new(
+            index,
+            self.info.sq_entries,
+            self.info.cq_entries,
+            events.clone(),
+        )?;
+        let queue = driver.get_queue(QueueContext::new(index))?;
+        let inner = QueueInner::new(self.clone(), index, ring, events, queue)?;
         // Cannot fail: the room was reserved above.
         let _ = state.queues.push_within_capacity(inner.clone());
         Ok(inner)
@@ -164,8 +187,8 @@ pub(crate) fn show_attribute(dev: &WdDevice, index: usize, buf: &mut AttributeBu
             .algorithms
             .iter()
             .try_for_each(|alg| buf.write_fmt(fmt!("{}\n", alg))),
-        Some(b"region_mmio_size") => writeln!(buf, "{}", info.mmio_pages * PAGE_SIZE),
-        Some(b"region_dus_size") => writeln!(buf, "{}", info.dus_pages * PAGE_SIZE),
+        Some(b"region_mmio_size") => writeln!(buf, "{}", DeviceInfo::MMIO_PAGES * PAGE_SIZE),
+        Some(b"region_dus_size") => writeln!(buf, "{}", info.dus_pages() * PAGE_SIZE),
         Some(b"isolate") => writeln!(buf, "{}", u32::from(dev.isolated()?)),
         _ => return Err(EINVAL),
     };
@@ -176,8 +199,6 @@ pub(crate) fn show_attribute(dev: &WdDevice, index: usize, buf: &mut AttributeBu
 /// does not track it.
 pub(crate) fn attribute_is_visible(dev: &WdDevice, index: usize) -> bool {
     match ATTRIBUTES.get(index).map(|name| name.to_bytes()) {
-        Some(b"region_mmio_size") => dev.info.mmio_pages != 0,
-        Some(b"region_dus_size") => dev.info.dus_pages != 0,
         Some(b"isolate") => dev.has_isolate,
         Some(_) => true,
         None => false,
@@ -189,15 +210,31 @@ pub(crate) fn attribute_is_visible(dev: &WdDevice, index: usize) -> bool {
 /// Dropping it unregisters the device: every open queue is stopped and put back to the driver,
 /// user mappings of the queues are zapped, the device node disappears, and warpdrive never calls
 /// the driver again. Open files stay valid and fail with `ENODEV` until they are closed.
-pub struct Registration {
+///
+/// It borrows the bound parent device for `'bound`: warpdrive maps user memory for the parent
+/// while the registration lives.
+pub struct Registration<'bound> {
     subsystem: Arc<Subsystem>,
     device: Arc<WdDevice>,
     node: Option<chrdev::Node<QueueFile>>,
+    _parent: PhantomData<&'bound Device<Bound>>,
 }
 
-impl Registration {
+impl<'bound> Registration<'bound> {
     /// Registers a device of `driver`, child of `parent`, described by `info`.
-    pub fn new(parent: &Device<Bound>, info: DeviceInfo, driver: Arc<dyn Driver>) -> Result<Self> {
+    ///
+    /// The device must be a shadow-ring device (`uapi::DEV_SHADOW_RING`), with valid ring sizes.
+    ///
+    /// # Safety
+    ///
+    /// Callers must not `mem::forget()` the returned [`Registration`] or otherwise prevent its
+    /// [`Drop`] implementation from running before `parent` is unbound, as with
+    /// `irq::Registration`: warpdrive relies on it to stop using the device.
+    pub unsafe fn new(
+        parent: &'bound Device<Bound>,
+        info: DeviceInfo,
+        driver: Arc<dyn Driver>,
+    ) -> Result<Self> {
         if info.queues == 0 || info.name.is_empty() {
             return Err(EINVAL);
         }
@@ -205,6 +242,13 @@ impl Registration {
         // crate does not have yet; refuse rather than pretend.
         if info.flags & uapi::DEV_SVA != 0 {
             return Err(EOPNOTSUPP);
+        }
+        if info.flags & uapi::DEV_SHADOW_RING == 0
+            || !info.sq_entries.is_power_of_two()
+            || !info.cq_entries.is_power_of_two()
+            || info.cq_entries < info.sq_entries
+        {
+            return Err(EINVAL);
         }
         let subsystem = Subsystem::get()?;
         let id = subsystem.alloc_id()?;
@@ -214,6 +258,7 @@ impl Registration {
             try_pin_init!(WdDevice {
                 info,
                 id,
+                parent: parent.into(),
                 has_isolate,
                 state <- new_mutex!(DeviceState {
                     driver: Some(driver),
@@ -243,6 +288,7 @@ impl Registration {
                 subsystem,
                 device,
                 node: Some(node),
+                _parent: PhantomData,
             }),
             Err(e) => {
                 drop(device.revoke());
@@ -258,7 +304,7 @@ impl Registration {
     }
 }
 
-impl Drop for Registration {
+impl Drop for Registration<'_> {
     fn drop(&mut self) {
         // Queues first: once this returns, no driver code runs for them, and their state says
         // so to every later file operation.

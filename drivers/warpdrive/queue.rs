@@ -3,28 +3,40 @@
 //! Queues: one per open file of a device node, with uacce's ioctls, mmap and poll.
 
 use crate::{
+    buffer::{Buffer, Mapping, RegisteredBuffer, Registry, MAX_PIN_RETRIES},
+    command::{Command, Operand},
     device::{self, WdDevice},
+    ring::Ring,
     uapi,
 };
 use kernel::{
     bindings,
     chrdev::{self, AttributeBuffer},
+    device::{Bound, Device},
     fs::File,
     ioctl::{_IOC_DIR, _IOC_NR, _IOC_SIZE, _IOC_TYPE},
-    mm::virt::VmaNew,
+    mm::{
+        interval_notifier::{Event, IntervalNotifier, IntervalNotifierOps, Invalidation},
+        pin::Access,
+        virt::VmaNew,
+        Mm,
+    },
     new_mutex, new_spinlock,
     page::PAGE_SIZE,
     prelude::*,
     sync::{
+        aref::ARef,
+        lock::{mutex::MutexBackend, Guard},
         poll::{PollCondVar, PollTable},
         Arc, ArcBorrow, Mutex, SpinLock,
     },
+    transmute::{AsBytes, FromBytes},
     uaccess::{UserPtr, UserSlice},
 };
 
 /// The regions of a queue that user space maps, selected by the `mmap()` page offset.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Region {
+pub(crate) enum Region {
     /// Page offset 0, uacce's `UACCE_QFRT_MMIO`.
     Mmio,
     /// Page offset 1, uacce's `UACCE_QFRT_DUS`.
@@ -49,22 +61,24 @@ impl Region {
 ///
 /// warpdrive serialises them per queue. Dropping the queue puts it back to the driver; this
 /// happens when the file is released, or when the device is unregistered, whichever is first.
+/// Dropping it must cancel the commands it has not started and wait for those it has: once it
+/// is dropped, the device must not access their memory any more.
 pub trait Queue: Send + Sync {
     /// Starts the queue (`WD_CMD_START_Q`).
     fn start(&mut self) -> Result {
         Ok(())
     }
 
-    /// Stops the queue (`WD_CMD_PUT_Q`, release, or removal). It may be started again.
+    /// Stops the queue (`WD_CMD_PUT_Q`). It may be started again. Commands not started yet
+    /// should be dropped, which completes them with `ECANCELED`.
     fn stop(&mut self) {}
 
-    /// Maps `region` into `vma`, which covers exactly the region's size.
+    /// Takes a command from the shadow ring. The driver completes it later, from any context
+    /// that may sleep, with [`Command::complete`]; dropping it instead cancels it.
     ///
-    /// warpdrive has already made the VMA `VM_IO | VM_DONTCOPY | VM_DONTEXPAND |
-    /// VM_WIPEONFORK`, and it stops the VMA from being split or moved. Memory mapped here must
-    /// stay valid for as long as it is mapped, after the queue is dropped too: insert pages,
-    /// which the mapping then holds a reference to.
-    fn mmap(&mut self, region: Region, vma: &VmaNew) -> Result;
+    /// warpdrive only submits commands while the queue is started, and never more at once than
+    /// the completion ring has room for.
+    fn submit(&mut self, cmd: Command);
 
     /// Handles a driver-private ioctl, one of `DeviceInfo::ioctls`.
     ///
@@ -74,38 +88,22 @@ pub trait Queue: Send + Sync {
     fn ioctl(&mut self, _cmd: u32, _data: &mut [u8]) -> Result<isize> {
         Err(ENOTTY)
     }
-
-    /// Whether the queue has completions for user space to reap; `poll()` reports `EPOLLIN`.
-    fn has_completions(&self) -> bool {
-        false
-    }
 }
 
-/// What a driver gets with each queue it hands out: a way to wake up `poll()`.
+/// What a driver gets with each queue it hands out.
 pub struct QueueContext {
-    events: Arc<QueueEvents>,
+    index: u32,
 }
 
 impl QueueContext {
-    pub(crate) fn new() -> Result<(Self, Arc<QueueEvents>)> {
-        let events = Arc::pin_init(
-            pin_init!(QueueEvents {
-                cv <- kernel::new_poll_condvar!("warpdrive::QueueEvents::cv"),
-            }),
-            GFP_KERNEL,
-        )?;
-        Ok((
-            Self {
-                events: events.clone(),
-            },
-            events,
-        ))
+    pub(crate) fn new(index: u32) -> Self {
+        Self { index }
     }
 
-    /// Wakes up the queue's `poll()` waiters; call it when [`Queue::has_completions`] may have
-    /// become true.
-    pub fn notify_completions(&self) {
-        self.events.cv.notify_all();
+    /// Which of the device's queues this is, from 0 to `DeviceInfo::queues - 1`: the lowest
+    /// index not in use when it was opened.
+    pub fn index(&self) -> u32 {
+        self.index
     }
 }
 
@@ -114,6 +112,22 @@ impl QueueContext {
 pub(crate) struct QueueEvents {
     #[pin]
     cv: PollCondVar,
+}
+
+impl QueueEvents {
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(QueueEvents {
+                cv <- kernel::new_poll_condvar!("warpdrive::QueueEvents::cv"),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Wakes up `poll()`: completions arrived, or the queue went away.
+    pub(crate) fn notify(&self) {
+        self.cv.notify_all();
+    }
 }
 
 /// Where a queue is in its life, as in uacce.
@@ -137,17 +151,58 @@ struct QueueState {
     driver: Option<KBox<dyn Queue>>,
 }
 
+/// What `KICK`, `REGISTER` and `UNREGISTER` work on, under the queue's submission lock.
+///
+/// # Invariants
+///
+/// While `alive` is true, the queue has not been put back, so its device is registered and
+/// bound: putting the queue clears it under the same lock first.
+struct Submission {
+    alive: bool,
+    /// The next descriptor to consume, the kernel's own `sq_head`.
+    sq_head: u32,
+    buffers: Registry,
+}
+
+/// Learns when the address space that opened a queue exits: its notifier covers a range that is
+/// never mapped, so it only fires when the whole address space goes.
+struct OwnerWatch {
+    ring: Arc<Ring>,
+}
+
+impl IntervalNotifierOps for OwnerWatch {
+    fn invalidate(notifier: &IntervalNotifier<Self>, inv: &Invalidation<'_>) -> bool {
+        notifier.set_seq(inv);
+        if inv.event() == Event::Release {
+            // The buffers' own notifiers drop their pins; nothing can submit any more, since
+            // only the owner may.
+            notifier.data().ring.orphan();
+        }
+        true
+    }
+}
+
 /// An open queue: the private data of an open file of a device node.
+///
+/// Locks, outermost first: the device's state lock, `submission`, the mmap lock (taken by
+/// pinning), `state`. `mmap()` takes `state` with the mmap lock held, so nothing holding
+/// `state` may fault on user memory or pin it.
 #[pin_data]
 pub(crate) struct QueueInner {
     device: Arc<WdDevice>,
+    index: u32,
+    /// The address space that opened the queue, the only one that may use it.
+    owner: ARef<Mm>,
+    ring: Arc<Ring>,
     events: Arc<QueueEvents>,
+    #[pin]
+    owner_watch: IntervalNotifier<OwnerWatch>,
     /// `Region::bit()`s of the regions mapped now. A spinlock, because the VMA's close takes it
     /// with the mmap lock held.
     #[pin]
     mapped: SpinLock<u32>,
-    /// Taken in `mmap()` with the mmap lock held, so nothing may fault on user memory while
-    /// holding it.
+    #[pin]
+    submission: Mutex<Submission>,
     #[pin]
     state: Mutex<QueueState>,
 }
@@ -155,14 +210,35 @@ pub(crate) struct QueueInner {
 impl QueueInner {
     pub(crate) fn new(
         device: Arc<WdDevice>,
+        index: u32,
+        ring: Arc<Ring>,
         events: Arc<QueueEvents>,
         driver: KBox<dyn Queue>,
     ) -> Result<Arc<Self>> {
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let owner: ARef<Mm> = ARef::from(&**mm);
+        let watched = ring.clone();
         Arc::pin_init(
-            pin_init!(Self {
+            try_pin_init!(Self {
                 device,
+                index,
+                owner,
+                ring,
                 events,
+                owner_watch <- IntervalNotifier::new(
+                    mm,
+                    0,
+                    PAGE_SIZE,
+                    Ok::<_, Error>(OwnerWatch { ring: watched }),
+                ),
                 mapped <- new_spinlock!(0),
+                // INVARIANT: The queue is not put back yet.
+                submission <- new_mutex!(Submission {
+                    alive: true,
+                    sq_head: 0,
+                    buffers: Registry::new(),
+                }),
                 // INVARIANT: The driver's queue is present in `Init`.
                 state <- new_mutex!(QueueState {
                     phase: Phase::Init,
@@ -173,22 +249,41 @@ impl QueueInner {
         )
     }
 
-    /// Stops the queue if needed and gives it back to the driver. Called with the device's
-    /// state lock held.
+    /// Which of the device's queues this is.
+    pub(crate) fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Stops the queue if needed, gives it back to the driver, and drops every registered
+    /// buffer. Called with the device's state lock held.
     pub(crate) fn put(&self) {
+        let mut submission = self.submission.lock();
+        // INVARIANT: Cleared before the queue is put back.
+        submission.alive = false;
+        let buffers = submission.buffers.take_all();
         let mut state = self.state.lock();
         let driver = state.driver.take();
-        if let Some(mut driver) = driver {
-            if state.phase == Phase::Started {
-                driver.stop();
-            }
-            drop(driver);
-        }
         // INVARIANT: The driver's queue is gone, and the phase says so.
         state.phase = Phase::Zombie;
         drop(state);
+        drop(submission);
+        if let Some(mut driver) = driver {
+            driver.stop();
+            // Cancels what is queued and waits for what the device is doing.
+            drop(driver);
+        }
+        // No command holds a buffer any more.
+        for buffer in buffers.iter() {
+            buffer.data().retire();
+        }
+        drop(buffers);
+        self.ring.update_status(|status| {
+            if status.state != uapi::QueueState::Orphaned as u32 {
+                status.state = uapi::QueueState::Dead as u32;
+            }
+        });
         // Whoever polls learns that the queue is gone.
-        self.events.cv.notify_all();
+        self.events.notify();
     }
 
     fn start(&self) -> Result<isize> {
@@ -197,6 +292,7 @@ impl QueueInner {
             Phase::Init => {
                 state.driver.as_mut().ok_or(ENODEV)?.start()?;
                 state.phase = Phase::Started;
+                self.ring.set_state(uapi::QueueState::Started);
                 Ok(0)
             }
             Phase::Started => Err(EINVAL),
@@ -214,10 +310,243 @@ impl QueueInner {
                     driver.stop();
                 }
                 state.phase = Phase::Init;
+                self.ring.set_state(uapi::QueueState::Init);
                 Ok(0)
             }
             Phase::Zombie => Err(ENODEV),
         }
+    }
+
+    /// Fails with `EPERM` unless the current process is the queue's owner (see
+    /// `WD_IOCTL_KICK` in the UAPI header).
+    fn check_owner(&self) -> Result {
+        let task = kernel::current!();
+        match task.mm() {
+            Some(mm) if core::ptr::eq(mm.as_raw(), self.owner.as_raw()) => Ok(()),
+            _ => Err(EPERM),
+        }
+    }
+
+    /// Locks the submission state of a live queue. The device is bound while the guard lives.
+    fn lock_submission(&self) -> Result<Guard<'_, Submission, MutexBackend>> {
+        let submission = self.submission.lock();
+        if !submission.alive {
+            return Err(ENODEV);
+        }
+        Ok(submission)
+    }
+
+    /// The device, bound while `submission` (which proves the queue alive) is held.
+    fn bound_device<'a>(
+        &'a self,
+        _submission: &'a Guard<'_, Submission, MutexBackend>,
+    ) -> &'a Device<Bound> {
+        // SAFETY: By the invariants of `Submission`, the queue is alive while the guard is held,
+        // so its device is registered, and a `Registration` does not outlive the binding of its
+        // parent device (see `Registration::new`). The reference does not outlive the guard.
+        unsafe { self.device.parent().as_bound() }
+    }
+
+    fn register(&self, data: &mut uapi::Register) -> Result<isize> {
+        self.check_owner()?;
+        if data.flags & !uapi::REGISTER_WRITE != 0 || data.len == 0 {
+            return Err(EINVAL);
+        }
+        if data.len > uapi::MAX_BUFFER_SIZE {
+            return Err(E2BIG);
+        }
+        let addr = usize::try_from(data.addr).map_err(|_| EINVAL)?;
+        let len = usize::try_from(data.len).map_err(|_| EINVAL)?;
+        let last = addr.checked_add(len - 1).ok_or(EINVAL)?;
+        let access = if data.flags & uapi::REGISTER_WRITE != 0 {
+            Access::ReadWrite
+        } else {
+            Access::ReadOnly
+        };
+
+        let mut submission = self.lock_submission()?;
+        if submission.buffers.len() >= uapi::MAX_BUFFERS {
+            return Err(ENOSPC);
+        }
+        if submission.buffers.overlaps(addr, last) {
+            return Err(EEXIST);
+        }
+        let handle = submission.buffers.next_handle();
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EPERM)?;
+        let dev = self.bound_device(&submission);
+        let buffer = Buffer::register(dev, mm, &self.ring, handle, addr, len, access)?;
+        if let Err(e) = submission.buffers.insert(buffer.clone()) {
+            drop(submission);
+            buffer.data().retire();
+            return Err(e);
+        }
+        data.handle = handle;
+        Ok(0)
+    }
+
+    fn unregister(&self, handle: u32) -> Result<isize> {
+        self.check_owner()?;
+        let buffer = self
+            .lock_submission()?
+            .buffers
+            .remove(handle)
+            .ok_or(ENOENT)?;
+        // Waits for the commands that use it; the notifier goes with the last reference.
+        buffer.data().retire();
+        Ok(0)
+    }
+
+    /// Consumes the descriptors that user space published (see `WD_IOCTL_KICK`).
+    fn kick(&self) -> Result<isize> {
+        self.check_owner()?;
+        let mut submission = self.lock_submission()?;
+        if self.state.lock().phase != Phase::Started {
+            return Err(EINVAL);
+        }
+        let ring = &self.ring;
+        let published = ring.user_sq_tail().wrapping_sub(submission.sq_head);
+        if published > ring.sq_entries() {
+            return Err(EINVAL);
+        }
+        let taken = ring.reserve(published)?;
+        for _ in 0..taken {
+            let desc = ring.read_desc(submission.sq_head);
+            submission.sq_head = submission.sq_head.wrapping_add(1);
+            match self.translate(&submission, &desc) {
+                Ok(cmd) => {
+                    let mut state = self.state.lock();
+                    match (state.phase, state.driver.as_mut()) {
+                        (Phase::Started, Some(driver)) => driver.submit(cmd),
+                        // Stopped meanwhile: dropping it cancels it.
+                        _ => drop(cmd),
+                    }
+                }
+                Err(e) => ring.complete(desc.user_data, Err(e), 0),
+            }
+        }
+        ring.publish_sq_head(submission.sq_head);
+        Ok(taken as isize)
+    }
+
+    /// Validates `desc` and translates its addresses into a command.
+    fn translate(
+        &self,
+        submission: &Guard<'_, Submission, MutexBackend>,
+        desc: &uapi::Desc,
+    ) -> Result<Command> {
+        if desc.flags & !uapi::DESC_REGISTERED != 0 || desc.rsvd0 != 0 || desc.rsvd1 != [0; 2] {
+            return Err(EINVAL);
+        }
+        let op = self
+            .device
+            .info()
+            .opcodes
+            .iter()
+            .find(|op| op.code == desc.opcode)
+            .ok_or(EOPNOTSUPP)?;
+        if !op.has_operands() {
+            if desc.src != 0 || desc.dst != 0 || desc.len != 0 {
+                return Err(EINVAL);
+            }
+            return Ok(Command::new(
+                self.ring.clone(),
+                desc.user_data,
+                desc.opcode,
+                desc.arg,
+                0,
+                None,
+                None,
+            ));
+        }
+        if desc.len == 0 || desc.len > op.max_len {
+            return Err(EINVAL);
+        }
+        if (!op.src && desc.src != 0) || (!op.dst && desc.dst != 0) {
+            return Err(EINVAL);
+        }
+        let align = op.align.max(1);
+        let used = |addr: u64, is_used: bool| if is_used { addr } else { 0 };
+        if (used(desc.src, op.src) | used(desc.dst, op.dst) | desc.len) % align != 0 {
+            return Err(EINVAL);
+        }
+        let len = usize::try_from(desc.len).map_err(|_| EINVAL)?;
+        let registered_only = desc.flags & uapi::DESC_REGISTERED != 0;
+        let dev = self.bound_device(submission);
+
+        for _ in 0..MAX_PIN_RETRIES {
+            // First make sure everything is pinned, which may sleep and take the mmap lock, then
+            // take the holds, which does neither: an invalidation waits for the holds, so a
+            // command must never hold one buffer while it pins another.
+            let src = match op.src {
+                true => {
+                    Some(self.prepare(submission, dev, desc.src, len, false, registered_only)?)
+                }
+                false => None,
+            };
+            let dst = match op.dst {
+                true => {
+                    Some(self.prepare(submission, dev, desc.dst, len, true, registered_only)?)
+                }
+                false => None,
+            };
+            let src = match src.map(Prepared::hold) {
+                Some(Some(operand)) => Some(operand?),
+                // A buffer was invalidated after it was pinned: pin it again.
+                Some(None) => continue,
+                None => None,
+            };
+            let dst = match dst.map(Prepared::hold) {
+                Some(Some(operand)) => Some(operand?),
+                Some(None) => continue,
+                None => None,
+            };
+            return Ok(Command::new(
+                self.ring.clone(),
+                desc.user_data,
+                desc.opcode,
+                desc.arg,
+                desc.len,
+                src,
+                dst,
+            ));
+        }
+        Err(EAGAIN)
+    }
+
+    /// Makes the `len` bytes at user address `addr` available to the device, for writing if
+    /// `write`: from a registered buffer if one contains them, else pinned for this command.
+    fn prepare(
+        &self,
+        submission: &Guard<'_, Submission, MutexBackend>,
+        dev: &Device<Bound>,
+        addr: u64,
+        len: usize,
+        write: bool,
+        registered_only: bool,
+    ) -> Result<Prepared> {
+        let addr = usize::try_from(addr).map_err(|_| EFAULT)?;
+        addr.checked_add(len).ok_or(EFAULT)?;
+        if let Some(buffer) = submission.buffers.lookup(addr, len) {
+            if write && buffer.data().access() != Access::ReadWrite {
+                return Err(EACCES);
+            }
+            // The access was right when the buffer was registered; if the memory there no
+            // longer allows it, that is a fault like any other for a command.
+            Buffer::ensure_mapped(&buffer, dev).map_err(fault_for_command)?;
+            return Ok(Prepared::Registered(buffer, addr, len));
+        }
+        if registered_only {
+            return Err(ENOENT);
+        }
+        let access = if write {
+            Access::ReadWrite
+        } else {
+            Access::ReadOnly
+        };
+        let mapping =
+            Mapping::new(dev, &self.ring, addr, len, access).map_err(fault_for_command)?;
+        Ok(Prepared::Pinned(mapping, len))
     }
 
     fn driver_ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
@@ -261,6 +590,50 @@ impl QueueInner {
     fn unmap_region(&self, region: Region) {
         *self.mapped.lock() &= !region.bit();
     }
+}
+
+/// The status of a command whose memory could not be pinned: `EOPNOTSUPP` (a shared file
+/// mapping that the device would write) is an address without the access the command needs,
+/// `-EFAULT` in the completion ring, where `-EOPNOTSUPP` means an unknown opcode.
+fn fault_for_command(e: Error) -> Error {
+    if e == EOPNOTSUPP {
+        EFAULT
+    } else {
+        e
+    }
+}
+
+/// An operand that is pinned and mapped, before the command holds it.
+enum Prepared {
+    Registered(RegisteredBuffer, usize, usize),
+    Pinned(Arc<Mapping>, usize),
+}
+
+impl Prepared {
+    /// Holds the operand for the command, or `None` if its buffer was invalidated since it was
+    /// prepared. Never sleeps on anything but the buffer's lock.
+    fn hold(self) -> Option<Result<Operand>> {
+        match self {
+            Prepared::Registered(buffer, addr, len) => {
+                let hold = Buffer::try_hold(&buffer)?;
+                Some(Operand::registered(hold, addr, len))
+            }
+            Prepared::Pinned(mapping, len) => Some(Ok(Operand::pinned(mapping, len))),
+        }
+    }
+}
+
+/// Copies an ioctl argument of type `T` in, runs `f` on it, and copies it back out.
+fn with_user_arg<T: FromBytes + AsBytes + Default>(
+    arg: usize,
+    f: impl FnOnce(&mut T) -> Result<isize>,
+) -> Result<isize> {
+    let user = UserSlice::new(UserPtr::from_addr(arg), size_of::<T>());
+    let (mut reader, mut writer) = user.reader_writer();
+    let mut value: T = reader.read()?;
+    let ret = f(&mut value)?;
+    writer.write(&value)?;
+    Ok(ret)
 }
 
 /// What the VMA of one mapped region keeps: when its last VMA is gone, the region can be mapped
@@ -313,6 +686,16 @@ impl chrdev::Operations for QueueFile {
         match cmd {
             uapi::CMD_START_Q => queue.start(),
             uapi::CMD_PUT_Q => queue.stop(),
+            uapi::IOCTL_KICK => queue.kick(),
+            uapi::IOCTL_REGISTER => {
+                with_user_arg::<uapi::Register>(arg, |data| queue.register(data))
+            }
+            uapi::IOCTL_UNREGISTER => {
+                let handle: u32 = UserSlice::new(UserPtr::from_addr(arg), size_of::<u32>())
+                    .reader()
+                    .read()?;
+                queue.unregister(handle)
+            }
             _ if _IOC_TYPE(cmd) == uapi::IOCTL_TYPE && _IOC_NR(cmd) >= uapi::DRIVER_IOCTL_BASE => {
                 queue.driver_ioctl(cmd, arg)
             }
@@ -322,15 +705,21 @@ impl chrdev::Operations for QueueFile {
 
     fn mmap(queue: ArcBorrow<'_, QueueInner>, _file: &File, vma: &VmaNew) -> Result {
         let region = Region::from_pgoff(vma.pgoff())?;
-        let pages = queue.device.info().region_pages(region);
-        if pages == 0 || vma.end() - vma.start() != pages * PAGE_SIZE {
+        let pages = match region {
+            Region::Mmio => queue.ring.status_page(),
+            Region::Dus => queue.ring.dus(),
+        };
+        if vma.end() - vma.start() != pages.size() {
             return Err(EINVAL);
         }
-        let mut state = queue.state.lock();
+        // The rings carry the owner's commands; anyone may look at the status.
+        if region == Region::Dus {
+            queue.check_owner()?;
+        }
+        let state = queue.state.lock();
         if state.phase == Phase::Zombie {
             return Err(ENODEV);
         }
-        let driver = state.driver.as_mut().ok_or(ENODEV)?;
         {
             let mut mapped = queue.mapped.lock();
             if *mapped & region.bit() != 0 {
@@ -358,8 +747,12 @@ impl chrdev::Operations for QueueFile {
         vma.set_dontcopy();
         vma.set_dontexpand();
         vma.set_wipeonfork();
-        if let Err(e) = driver.mmap(region, vma) {
-            drop(state);
+        let mapped = match region {
+            Region::Mmio => pages.map_read_only(vma),
+            Region::Dus => pages.map(vma),
+        };
+        drop(state);
+        if let Err(e) = mapped {
             drop(mapping);
             return Err(e);
         }
@@ -369,13 +762,12 @@ impl chrdev::Operations for QueueFile {
 
     fn poll(queue: ArcBorrow<'_, QueueInner>, file: &File, table: PollTable<'_>) -> u32 {
         table.register_wait(file, &queue.events.cv);
-        let state = queue.state.lock();
-        match (&state.phase, state.driver.as_ref()) {
-            (Phase::Zombie, _) | (_, None) => bindings::POLLERR | bindings::POLLHUP,
-            (_, Some(driver)) if driver.has_completions() => {
-                bindings::POLLIN | bindings::POLLRDNORM
-            }
-            _ => 0,
+        if queue.state.lock().phase == Phase::Zombie {
+            return bindings::POLLERR | bindings::POLLHUP;
         }
+        if queue.ring.has_completions() {
+            return bindings::POLLIN | bindings::POLLRDNORM;
+        }
+        0
     }
 }

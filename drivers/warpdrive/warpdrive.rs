@@ -7,7 +7,11 @@
 //! attributes and ioctls, so that uacce's user space (Linaro UADK's libwd) finds and uses it.
 //! Every `open()` of the node gets one hardware queue of the device, or `EBUSY`.
 //!
-//! The driver-facing API is [`DeviceInfo`], [`Driver`] and [`Queue`]; see
+//! Devices without SVA get warpdrive's shadow ring: user space queues commands in plain memory,
+//! and warpdrive copies, validates and translates each one into a [`Command`] for the driver,
+//! with the user memory it references pinned and DMA-mapped.
+//!
+//! The driver-facing API is [`DeviceInfo`], [`Driver`], [`Queue`] and [`Command`]; see
 //! `Documentation/warpdrive/` for the rules a driver must keep.
 
 use kernel::{
@@ -18,14 +22,17 @@ use kernel::{
     sync::{Arc, Mutex},
 };
 
+mod buffer;
+mod command;
 mod device;
 mod queue;
+mod ring;
 mod shared_pages;
 pub mod uapi;
 
+pub use command::{Command, Opcode, Operand};
 pub use device::{DeviceInfo, Driver, Registration};
-pub use queue::{Queue, QueueContext, Region};
-pub use shared_pages::SharedPages;
+pub use queue::{Queue, QueueContext};
 
 module! {
     type: Warpdrive,

@@ -1,32 +1,43 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The edu device as a warpdrive device: its queues, their regions and private ioctls.
+//! The edu device as a warpdrive device: its queues and their private ioctl.
 
-use crate::engine::Engine;
+use crate::{
+    commands::{self, DeviceUnits, EmulatedBulk, FACTORIAL_ZERO_FROM},
+    engine::Engine,
+    sched::{Lane, Scheduler},
+};
 use kernel::{
     ioctl::_IOWR,
-    mm::virt::VmaNew,
-    new_spinlock,
     prelude::*,
-    sync::{Arc, SpinLock},
+    sync::Arc,
     transmute::{AsBytes, FromBytes},
 };
-use warpdrive::{uapi::DRIVER_IOCTL_BASE, uapi::IOCTL_TYPE, QueueContext, Region, SharedPages};
+use warpdrive::{
+    uapi::{DRIVER_IOCTL_BASE, IOCTL_TYPE},
+    Command, QueueContext,
+};
 
 /// The interface version in sysfs `api`.
-pub(crate) const API: &CStr = c"warpdrive_edu_v1";
+pub(crate) const API: &CStr = c"warpdrive_edu_v2";
 
-/// The device's engines, in sysfs `algorithms`.
-pub(crate) const ALGORITHMS: &[&CStr] = &[c"factorial", c"dma_copy"];
+/// The device's engines, in sysfs `algorithms`. The emulated ones say so.
+pub(crate) const ALGORITHMS: &[&CStr] = &[
+    c"factorial",
+    c"dma_copy",
+    c"nop",
+    c"emulated_memcpy",
+    c"emulated_crc32c",
+];
 
 /// The private ioctls of an edu queue.
 pub(crate) const IOCTLS: &[u32] = &[CMD_FACTORIAL];
 
-/// The size of a queue's DUS region, in pages.
-pub(crate) const DUS_PAGES: usize = 4;
+/// Descriptors in a queue's submission ring.
+pub(crate) const SQ_ENTRIES: u32 = 256;
 
-/// `WD_EDU_STATUS_MAGIC`, "WDED".
-const STATUS_MAGIC: u32 = 0x5744_4544;
+/// Completions in a queue's completion ring, and so the most commands it has in flight.
+pub(crate) const CQ_ENTRIES: u32 = 512;
 
 /// `struct wd_edu_factorial` of `include/uapi/misc/warpdrive.h`.
 #[repr(C)]
@@ -41,142 +52,104 @@ unsafe impl FromBytes for Factorial {}
 // SAFETY: `Factorial` is two `u32`s with no padding.
 unsafe impl AsBytes for Factorial {}
 
-/// From this `n` on, `n!` truncated to 32 bits is 0: it has at least 32 factors of two.
-const FACTORIAL_ZERO_FROM: u32 = 34;
-
 /// `WD_EDU_CMD_FACTORIAL`.
 pub(crate) const CMD_FACTORIAL: u32 = _IOWR::<Factorial>(IOCTL_TYPE, DRIVER_IOCTL_BASE);
 
-/// `struct wd_edu_status` of `include/uapi/misc/warpdrive.h`, the MMIO region's only page.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct Status {
-    magic: u32,
-    queue_index: u32,
-    started: u32,
-    completed: u32,
-}
-
-// SAFETY: `Status` is four `u32`s with no padding.
-unsafe impl AsBytes for Status {}
-
-/// Which of a device's queues are handed out; a queue's index names its status page.
-#[pin_data]
-struct Slots {
-    /// Bit `i` is set while queue `i` is handed out.
-    #[pin]
-    used: SpinLock<u64>,
-    count: u32,
-}
-
-impl Slots {
-    fn get(&self) -> Result<u32> {
-        let mut used = self.used.lock();
-        let index = (!*used).trailing_zeros();
-        if index >= self.count {
-            return Err(EBUSY);
-        }
-        *used |= 1 << index;
-        Ok(index)
-    }
-
-    fn put(&self, index: u32) {
-        *self.used.lock() &= !(1 << index);
-    }
-}
-
-/// One edu device, as warpdrive's driver sees it.
+/// One edu device, as warpdrive's driver sees it: its two engines, shared by its queues.
 pub(crate) struct EduDevice {
     engine: Arc<Engine>,
-    slots: Arc<Slots>,
+    device_units: Arc<Scheduler<DeviceUnits>>,
+    bulk: Arc<Scheduler<EmulatedBulk>>,
 }
 
 impl EduDevice {
-    /// A device whose `queues` queues share `engine`.
-    pub(crate) fn new(engine: Arc<Engine>, queues: u32) -> Result<Self> {
-        if queues == 0 || queues > u64::BITS {
-            return Err(EINVAL);
-        }
-        let slots = Arc::pin_init(
-            pin_init!(Slots {
-                used <- new_spinlock!(0),
-                count: queues,
-            }),
-            GFP_KERNEL,
-        )?;
-        Ok(Self { engine, slots })
+    /// A device whose queues share `engine`.
+    pub(crate) fn new(engine: Arc<Engine>) -> Result<Self> {
+        Ok(Self {
+            device_units: Scheduler::new(Ok::<_, Error>(DeviceUnits::new(engine.clone())))?,
+            bulk: Scheduler::new(EmulatedBulk::new()?)?,
+            engine,
+        })
+    }
+}
+
+impl Drop for EduDevice {
+    fn drop(&mut self) {
+        // warpdrive dropped every queue first, so no lane is left and nothing is queued: wait
+        // for the work items to return before the module can go.
+        self.device_units.flush();
+        self.bulk.flush();
     }
 }
 
 impl warpdrive::Driver for EduDevice {
     fn get_queue(&self, _ctx: QueueContext) -> Result<KBox<dyn warpdrive::Queue>> {
-        let index = self.slots.get()?;
-        let pages = SharedPages::new(1)
-            .and_then(|status| Ok((status, SharedPages::new(DUS_PAGES)?)))
-            .inspect_err(|_| self.slots.put(index))?;
-        // From here on, dropping the queue gives the slot back.
+        let capacity = CQ_ENTRIES as usize;
+        let device_lane = Lane::new(capacity)?;
+        let bulk_lane = Lane::new(capacity)?;
+        self.device_units.attach(device_lane.clone())?;
+        // From here on, dropping the queue detaches what was attached.
         let mut queue = EduQueue {
             engine: self.engine.clone(),
-            slots: self.slots.clone(),
-            index,
-            status: Status {
-                magic: STATUS_MAGIC,
-                queue_index: index,
-                ..Default::default()
-            },
-            status_page: pages.0,
-            dus: pages.1,
+            device_units: self.device_units.clone(),
+            bulk: self.bulk.clone(),
+            device_lane,
+            bulk_lane: None,
+            started: false,
         };
-        queue.publish_status()?;
+        self.bulk.attach(bulk_lane.clone())?;
+        queue.bulk_lane = Some(bulk_lane);
         Ok(KBox::new(queue, GFP_KERNEL)?)
     }
 }
 
-/// One queue of an edu device.
+/// One queue of an edu device: its place in each engine's turns.
 struct EduQueue {
     engine: Arc<Engine>,
-    slots: Arc<Slots>,
-    index: u32,
-    status: Status,
-    status_page: SharedPages,
-    dus: SharedPages,
+    device_units: Arc<Scheduler<DeviceUnits>>,
+    bulk: Arc<Scheduler<EmulatedBulk>>,
+    device_lane: Arc<Lane>,
+    /// `None` only while the queue is being set up.
+    bulk_lane: Option<Arc<Lane>>,
+    started: bool,
 }
 
 impl EduQueue {
-    fn publish_status(&mut self) -> Result {
-        self.status_page.write(0, &self.status)
-    }
-
     fn factorial(&mut self, data: &mut [u8]) -> Result<isize> {
-        if self.status.started == 0 {
+        if !self.started {
             return Err(EINVAL);
         }
         let args = Factorial::from_bytes_mut(data).ok_or(EINVAL)?;
-        // The device loops `n` times, so a huge `n` would hold the shared unit for seconds; every
-        // `n` from 34 on has the same 32-bit result, which the device computes for 34.
+        // See `DeviceUnits::execute`.
         args.result = self.engine.factorial(args.n.min(FACTORIAL_ZERO_FROM))?;
-        self.status.completed = self.status.completed.wrapping_add(1);
-        self.publish_status()?;
         Ok(0)
+    }
+
+    /// Cancels what waits and waits for what runs, on both engines.
+    fn drain(&self) {
+        self.device_lane.drain();
+        if let Some(lane) = &self.bulk_lane {
+            lane.drain();
+        }
     }
 }
 
 impl warpdrive::Queue for EduQueue {
     fn start(&mut self) -> Result {
-        self.status.started = 1;
-        self.publish_status()
+        self.started = true;
+        Ok(())
     }
 
     fn stop(&mut self) {
-        self.status.started = 0;
-        // Cannot fail: the status fits in its page.
-        let _ = self.publish_status();
+        self.started = false;
+        self.drain();
     }
 
-    fn mmap(&mut self, region: Region, vma: &VmaNew) -> Result {
-        match region {
-            Region::Mmio => self.status_page.map_read_only(vma),
-            Region::Dus => self.dus.map(vma),
+    fn submit(&mut self, cmd: Command) {
+        if commands::runs_on_device(cmd.opcode()) {
+            self.device_units.submit(&self.device_lane, cmd);
+        } else if let Some(lane) = &self.bulk_lane {
+            self.bulk.submit(lane, cmd);
         }
     }
 
@@ -190,6 +163,11 @@ impl warpdrive::Queue for EduQueue {
 
 impl Drop for EduQueue {
     fn drop(&mut self) {
-        self.slots.put(self.index);
+        self.device_units.detach(&self.device_lane);
+        if let Some(lane) = &self.bulk_lane {
+            self.bulk.detach(lane);
+        }
+        // Detached lanes get no turns, but a command may still be running.
+        self.drain();
     }
 }

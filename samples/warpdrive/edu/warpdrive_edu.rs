@@ -7,9 +7,12 @@
 //!
 //! QEMU must be started with `-device edu,dma_mask=0xffffffff` (see [`DMA_MASK_BITS`]).
 
+mod commands;
+mod crc32c;
 mod engine;
 mod queue;
 mod regs;
+mod sched;
 mod selftest;
 
 use engine::{Engine, EngineIrq, EngineShutdown};
@@ -78,7 +81,7 @@ const NAME: &CStr = c"warpdrive_edu";
 #[pin_data]
 struct EduData<'bound> {
     /// The device as warpdrive's `/dev/edu-<id>`. Declared first, so that it is dropped first.
-    registration: warpdrive::Registration,
+    registration: warpdrive::Registration<'bound>,
     /// Shuts the engine down when dropped.
     engine: EngineShutdown,
     /// Borrows `vectors`, so it is declared (and dropped) before it.
@@ -156,23 +159,25 @@ impl pci::Driver for EduDriver {
                     selftest::run(dev, &engine)?;
                 },
                 engine: EngineShutdown::new(engine),
-                registration: warpdrive::Registration::new(
-                    dev.as_ref(),
-                    warpdrive::DeviceInfo {
-                        name: c"edu",
-                        api: queue::API,
-                        flags: 0,
-                        algorithms: queue::ALGORITHMS,
-                        mmio_pages: 1,
-                        dus_pages: queue::DUS_PAGES,
-                        queues,
-                        ioctls: queue::IOCTLS,
-                    },
-                    Arc::new(
-                        queue::EduDevice::new(engine.engine().clone(), queues)?,
-                        GFP_KERNEL,
-                    )?,
-                )?,
+                // SAFETY: The registration is not leaked: the driver core drops `EduData` at
+                // unbind.
+                registration: unsafe {
+                    warpdrive::Registration::new(
+                        dev.as_ref(),
+                        warpdrive::DeviceInfo {
+                            name: c"edu",
+                            api: queue::API,
+                            flags: warpdrive::uapi::DEV_SHADOW_RING,
+                            algorithms: queue::ALGORITHMS,
+                            queues,
+                            ioctls: queue::IOCTLS,
+                            opcodes: commands::OPCODES,
+                            sq_entries: queue::SQ_ENTRIES,
+                            cq_entries: queue::CQ_ENTRIES,
+                        },
+                        Arc::new(queue::EduDevice::new(engine.engine().clone())?, GFP_KERNEL)?,
+                    )?
+                },
                 _: {
                     dev_info!(dev, "ready as edu-{}, {} queues\n", registration.id(), queues);
                 },

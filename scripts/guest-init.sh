@@ -162,18 +162,19 @@ kmemleak_report() {
 	check kmemleak-clean "$([ "$leaks" = 0 ] && echo ok || echo fail)" "$leaks objects"
 }
 
+# Driver messages from probing would otherwise split the check lines on the
+# console; the shell keeps them, for people watching.
+[ "$mode" = shell ] || quiet_console
 load_modules
 check_iommu
 
 case "$mode" in
 test)
-	quiet_console
 	run_tests
 	unload_modules
 	kmemleak_report
 	;;
 run)
-	quiet_console
 	run_demo
 	;;
 *)

@@ -377,6 +377,12 @@ impl<T: Operations> Node<T> {
             attr.attr.name = attr_name.as_char_ptr();
             attr.attr.mode = 0o444;
             attr.__bindgen_anon_1.show = Some(Self::show);
+            // As `sysfs_attr_init()`: lockdep needs a static key for an attribute that is not
+            // static itself. One key for all of them, as in a C loop.
+            #[cfg(CONFIG_DEBUG_LOCK_ALLOC)]
+            {
+                attr.attr.key = crate::static_lock_class!().as_ptr();
+            }
             attrs.push(Attribute { attr, index }, GFP_KERNEL)?;
         }
 

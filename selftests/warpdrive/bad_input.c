@@ -1,15 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * warpdrive bad input: ioctl numbers nobody defined, with NULL, valid and
- * unmapped arguments, and the factorial ioctl with bad pointers. Nothing may
- * crash (the runner checks dmesg), errnos must be the documented ones and
- * the queue must still work afterwards.
+ * unmapped arguments, and the factorial, REGISTER and UNREGISTER ioctls
+ * with bad pointers. Nothing may crash (the runner checks dmesg), errnos
+ * must be the documented ones and the queue must still work afterwards.
+ * Bad ring descriptors are bad_ring's.
  */
 #include "kselftest_harness.h"
 
 #include <sys/ioctl.h>
 
-#include "wd_util.h"
+#include "wd_ring.h"
 
 #define UNMAPPED_ADDR	((void *)0x1000UL)
 #define KERNEL_ADDR	((void *)0xffffffff81000000UL)
@@ -56,7 +57,8 @@ FIXTURE_TEARDOWN(bad)
 static bool known_cmd(unsigned long cmd)
 {
 	return cmd == WD_CMD_START_Q || cmd == WD_CMD_PUT_Q ||
-	       cmd == WD_EDU_CMD_FACTORIAL;
+	       cmd == WD_EDU_CMD_FACTORIAL || cmd == WD_IOCTL_REGISTER ||
+	       cmd == WD_IOCTL_UNREGISTER || cmd == WD_IOCTL_KICK;
 }
 
 static bool buf_zero(const unsigned char *buf)
@@ -187,7 +189,88 @@ TEST_F(bad, noarg_cmds_ignore_arg)
 	ASSERT_EQ(0, ioctl(self->fd, WD_CMD_PUT_Q, KERNEL_ADDR));
 	ASSERT_EQ(0, ioctl(self->fd, WD_CMD_START_Q, ~0UL));
 	factorial_ok(_metadata, self->fd);
+	/* Nothing published: KICK consumes nothing, whatever its argument. */
+	ASSERT_EQ(0, ioctl(self->fd, WD_IOCTL_KICK, KERNEL_ADDR));
+	ASSERT_EQ(0, ioctl(self->fd, WD_IOCTL_KICK, UNMAPPED_ADDR));
 	ASSERT_EQ(0, ioctl(self->fd, WD_CMD_PUT_Q, NULL));
+}
+
+static void ioctl_efault(struct __test_metadata *_metadata, int fd,
+			 unsigned long cmd, void *arg, const char *what)
+{
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(fd, cmd, arg)) TH_LOG("%s", what);
+	EXPECT_EQ(EFAULT, errno) TH_LOG("%s: %s", what, strerror(errno));
+}
+
+/*
+ * REGISTER's argument is read and then written (the handle): bad pointers
+ * fail with EFAULT and leave nothing registered or pinned, even when the
+ * argument was readable and only the handle could not be stored.
+ */
+TEST_F(bad, register_bad_pointers)
+{
+	size_t page = wd_page_size();
+	struct wd_queue_status st;
+	struct wd_register *arg;
+	struct wd_queue q;
+	uint32_t handle;
+	long pin;
+	char *p;
+
+	close(self->fd);
+	self->fd = -1;
+	ASSERT_EQ(0, wd_queue_open(&q, &self->devs[0], 0))
+		TH_LOG("%s", wd_ring_error());
+	pin = wd_vmpin_kb();
+	ASSERT_LE(0, pin);
+
+	ioctl_efault(_metadata, q.fd, WD_IOCTL_REGISTER, NULL, "NULL");
+	ioctl_efault(_metadata, q.fd, WD_IOCTL_REGISTER, UNMAPPED_ADDR,
+		     "unmapped");
+	ioctl_efault(_metadata, q.fd, WD_IOCTL_REGISTER, KERNEL_ADDR,
+		     "kernel address");
+	ioctl_efault(_metadata, q.fd, WD_IOCTL_REGISTER, NONCANON_ADDR,
+		     "non-canonical");
+	ioctl_efault(_metadata, q.fd, WD_IOCTL_UNREGISTER, NULL,
+		     "UNREGISTER NULL");
+	ioctl_efault(_metadata, q.fd, WD_IOCTL_UNREGISTER, KERNEL_ADDR,
+		     "UNREGISTER kernel address");
+
+	/* The argument in a read-only page, describing a good buffer. */
+	p = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	memset(self->buf, 1, BUF_SIZE);
+	arg = (void *)(p + page);
+	*arg = (struct wd_register){
+		.addr = (uintptr_t)self->buf,
+		.len = BUF_SIZE,
+		.flags = WD_REGISTER_WRITE,
+	};
+	ASSERT_EQ(0, mprotect(p + page, page, PROT_READ));
+	ioctl_efault(_metadata, q.fd, WD_IOCTL_REGISTER, arg, "read-only");
+	/* Straddling from read-write into read-only: written while writable. */
+	ASSERT_EQ(0, mprotect(p + page, page, PROT_READ | PROT_WRITE));
+	arg = (void *)(p + page - 8);
+	*arg = (struct wd_register){
+		.addr = (uintptr_t)self->buf,
+		.len = BUF_SIZE,
+	};
+	ASSERT_EQ(0, mprotect(p + page, page, PROT_READ));
+	ioctl_efault(_metadata, q.fd, WD_IOCTL_REGISTER, arg,
+		     "half read-only");
+
+	wd_status(&q, &st);
+	EXPECT_EQ(0ULL, st.buffers);
+	EXPECT_EQ(0ULL, st.pinned_pages);
+	EXPECT_EQ(pin, wd_vmpin_kb());
+	/* Not registered after all: the same range registers now. */
+	ASSERT_EQ(0, wd_register(q.fd, self->buf, BUF_SIZE, WD_REGISTER_WRITE,
+				 &handle)) TH_LOG("%s", strerror(errno));
+	EXPECT_EQ(0, wd_unregister(q.fd, handle));
+	munmap(p, 2 * page);
+	wd_queue_close(&q);
 }
 
 static void factorial_efault(struct __test_metadata *_metadata, int fd,

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
-#include "wd_util.h"
+#include "wd_ring.h"
 
 FIXTURE(edu) {
 	struct wd_dev devs[WD_MAX_DEVS];
@@ -213,7 +213,8 @@ TEST_F(edu, attr_formats)
 		ASSERT_LT(0, wd_attr(dev, "flags", buf, sizeof(buf)));
 		ASSERT_EQ(0, wd_parse_ulong(buf, &val)) TH_LOG("flags '%s'", buf);
 		EXPECT_GE((unsigned long)UINT_MAX, val);
-		EXPECT_EQ(0UL, val);	/* edu: no SVA, no other flag */
+		/* edu: no SVA, so the shadow ring, and no other flag. */
+		EXPECT_EQ((unsigned long)WD_DEV_SHADOW_RING, val);
 
 		ASSERT_LT(0, wd_attr(dev, "available_instances", buf,
 				     sizeof(buf)));
@@ -231,6 +232,7 @@ TEST_F(edu, attr_formats)
 		ASSERT_EQ(0, wd_parse_ulong(buf, &val))
 			TH_LOG("region_mmio_size '%s'", buf);
 		EXPECT_EQ(page, val);	/* one status page */
+		EXPECT_EQ(WD_EDU_RING_MMIO_SIZE, val);
 
 		ASSERT_LT(0, wd_attr(dev, "region_dus_size", buf,
 				     sizeof(buf)));
@@ -238,6 +240,8 @@ TEST_F(edu, attr_formats)
 			TH_LOG("region_dus_size '%s'", buf);
 		EXPECT_NE(0UL, val);
 		EXPECT_EQ(0UL, val % page);
+		/* Header page, 256 descriptors, 512 completions. */
+		EXPECT_EQ(WD_EDU_RING_DUS_SIZE, val);
 
 		/* No isolation support: mainline hides the attribute. */
 		ASSERT_EQ(0, wd_path(path, sizeof(path), "%s/isolate",
@@ -290,6 +294,67 @@ TEST_F(edu, iommu)
 			TH_LOG("%s: expected %s", path,
 			       expect ? "present" : "absent");
 	}
+}
+
+/*
+ * The layout the edu driver promises, once: the other tests read sizes and
+ * offsets from the header. A fresh queue's ring is empty.
+ */
+TEST_F(edu, ring_layout)
+{
+	const struct wd_ring_header *h;
+	struct wd_queue_status st;
+	struct wd_queue q;
+	int i;
+
+	ASSERT_LT(0, self->n);
+	for (i = 0; i < self->n; i++) {
+		ASSERT_EQ(0, wd_queue_open(&q, &self->devs[i], WD_Q_NOSTART))
+			TH_LOG("%s: %s", self->devs[i].name, wd_ring_error());
+		h = q.hdr;
+		EXPECT_EQ((__u32)WD_RING_MAGIC, h->magic);
+		EXPECT_EQ((__u32)WD_RING_VERSION, h->version);
+		EXPECT_EQ(WD_EDU_SQ_ENTRIES, h->sq_entries);
+		EXPECT_EQ(WD_EDU_CQ_ENTRIES, h->cq_entries);
+		EXPECT_EQ(WD_EDU_SQ_OFFSET, h->sq_offset);
+		EXPECT_EQ(WD_EDU_CQ_OFFSET, h->cq_offset);
+		EXPECT_EQ(64U, h->desc_size);
+		EXPECT_EQ(32U, h->cqe_size);
+		EXPECT_EQ(0U, h->sq_tail);
+		EXPECT_EQ(0U, h->sq_head);
+		EXPECT_EQ(0U, h->cq_tail);
+		EXPECT_EQ(0U, h->cq_head);
+		/* Both rings end exactly at the end of the region. */
+		EXPECT_EQ(q.dus_len, (size_t)h->cq_offset +
+				     h->cq_entries * h->cqe_size);
+
+		wd_status(&q, &st);
+		EXPECT_EQ((__u32)WD_QUEUE_STATUS_MAGIC, st.magic);
+		EXPECT_EQ((__u32)WD_QUEUE_INIT, st.state);
+		EXPECT_EQ(0ULL, st.submitted);
+		EXPECT_EQ(0ULL, st.completed);
+		EXPECT_EQ(0ULL, st.errors);
+		EXPECT_EQ(0ULL, st.bytes);
+		EXPECT_EQ(0ULL, st.pinned_pages);
+		EXPECT_EQ(0ULL, st.buffers);
+		EXPECT_EQ(0ULL, st.invalidations);
+		wd_queue_close(&q);
+	}
+}
+
+/* The ABI's sizes, which user space compiles in. */
+TEST(abi_sizes)
+{
+	EXPECT_EQ(64UL, sizeof(struct wd_desc));
+	EXPECT_EQ(32UL, sizeof(struct wd_cqe));
+	EXPECT_EQ(24UL, sizeof(struct wd_register));
+	EXPECT_EQ(72UL, sizeof(struct wd_queue_status));
+	EXPECT_EQ(320UL, sizeof(struct wd_ring_header));
+	/* Each index on a cache line of its own. */
+	EXPECT_EQ(64UL, offsetof(struct wd_ring_header, sq_tail));
+	EXPECT_EQ(128UL, offsetof(struct wd_ring_header, sq_head));
+	EXPECT_EQ(192UL, offsetof(struct wd_ring_header, cq_tail));
+	EXPECT_EQ(256UL, offsetof(struct wd_ring_header, cq_head));
 }
 
 TEST_HARNESS_MAIN

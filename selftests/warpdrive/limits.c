@@ -99,7 +99,7 @@ TEST_F(limits, queue_indices)
 {
 	size_t size = wd_region_size(&self->devs[0], WD_REGION_MMIO);
 	bool seen[WD_MAX_QUEUES] = { false };
-	struct wd_edu_status *st;
+	struct wd_queue_status *st;
 	uint32_t idx;
 	int i;
 
@@ -108,7 +108,7 @@ TEST_F(limits, queue_indices)
 	for (i = 0; i < self->nfds; i++) {
 		st = wd_map(self->fds[i], WD_REGION_MMIO, size, PROT_READ);
 		ASSERT_NE(MAP_FAILED, st) TH_LOG("%s", strerror(errno));
-		EXPECT_EQ((__u32)WD_EDU_STATUS_MAGIC, wd_read32(&st->magic));
+		EXPECT_EQ((__u32)WD_QUEUE_STATUS_MAGIC, wd_read32(&st->magic));
 		idx = wd_read32(&st->queue_index);
 		munmap(st, size);
 		/* All queues are open, so the indices are 0..avail-1. */
@@ -116,6 +116,62 @@ TEST_F(limits, queue_indices)
 		EXPECT_FALSE(seen[idx]) TH_LOG("queue_index %u twice", idx);
 		seen[idx] = true;
 	}
+}
+
+static uint32_t queue_index(struct __test_metadata *_metadata, int fd,
+			    size_t size)
+{
+	struct wd_queue_status *st;
+	uint32_t idx;
+
+	st = wd_map(fd, WD_REGION_MMIO, size, PROT_READ);
+	EXPECT_NE(MAP_FAILED, st) TH_LOG("%s", strerror(errno));
+	if (st == MAP_FAILED)
+		return UINT32_MAX;
+	idx = wd_read32(&st->queue_index);
+	munmap(st, size);
+	return idx;
+}
+
+/*
+ * A new queue takes the lowest free index: with every queue open, the one
+ * freed by a close; with none, 0.
+ */
+TEST_F(limits, queue_index_lowest_free)
+{
+	size_t size = wd_region_size(&self->devs[0], WD_REGION_MMIO);
+	int fd[WD_MAX_QUEUES] = { 0 };
+	uint32_t idx[WD_MAX_QUEUES];
+	int i, k;
+
+	/* Nothing else holds a queue of the device while the tests run. */
+	if (self->avail < 2)
+		SKIP(return, "needs two queues");
+	open_all(_metadata, self);
+	/* Opened in turn with all lower ones taken: 0, 1, 2, ... */
+	for (i = 0; i < self->nfds; i++) {
+		idx[i] = queue_index(_metadata, self->fds[i], size);
+		EXPECT_EQ((uint32_t)i, idx[i]);
+	}
+	/* Free two in the middle: the lower one comes back first. */
+	k = self->nfds / 2;
+	close(self->fds[k]);
+	close(self->fds[0]);
+	fd[0] = wd_open(&self->devs[0]);
+	ASSERT_LE(0, fd[0]);
+	EXPECT_EQ(0U, queue_index(_metadata, fd[0], size));
+	fd[1] = wd_open(&self->devs[0]);
+	ASSERT_LE(0, fd[1]);
+	EXPECT_EQ((uint32_t)k, queue_index(_metadata, fd[1], size));
+	self->fds[0] = fd[0];
+	self->fds[k] = fd[1];
+
+	while (self->nfds > 0)
+		close_last(self);
+	fd[0] = wd_open(&self->devs[0]);
+	ASSERT_LE(0, fd[0]);
+	EXPECT_EQ(0U, queue_index(_metadata, fd[0], size));
+	close(fd[0]);
 }
 
 /* The queue belongs to the open file, not to the descriptor. */

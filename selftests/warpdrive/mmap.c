@@ -7,7 +7,9 @@
 
 #include <sys/ioctl.h>
 
-#include "wd_util.h"
+#include <sys/socket.h>
+
+#include "wd_ring.h"
 
 FIXTURE(map) {
 	struct wd_dev devs[WD_MAX_DEVS];
@@ -26,7 +28,7 @@ FIXTURE_SETUP(map)
 	self->page = wd_page_size();
 	self->mmio = wd_region_size(&self->devs[0], WD_REGION_MMIO);
 	self->dus = wd_region_size(&self->devs[0], WD_REGION_DUS);
-	ASSERT_LE(sizeof(struct wd_edu_status), self->mmio);
+	ASSERT_LE(sizeof(struct wd_queue_status), self->mmio);
 	ASSERT_LT(0UL, self->dus);
 	self->fd = wd_open(&self->devs[0]);
 	ASSERT_LE(0, self->fd) TH_LOG("open %s: %s", self->devs[0].node,
@@ -67,7 +69,7 @@ static long check(const void *p, size_t len, uint32_t seed)
 
 static uint32_t status_magic(const void *mmio)
 {
-	const struct wd_edu_status *st = mmio;
+	const struct wd_queue_status *st = mmio;
 
 	return wd_read32(&st->magic);
 }
@@ -111,7 +113,7 @@ static void map_fails(struct __test_metadata *_metadata, int fd,
 
 TEST_F(map, regions)
 {
-	struct wd_edu_status *st;
+	struct wd_queue_status *st;
 	void *dus;
 
 	st = map_ok(_metadata, self->fd, WD_REGION_MMIO, self->mmio,
@@ -121,12 +123,13 @@ TEST_F(map, regions)
 		     PROT_READ | PROT_WRITE);
 	ASSERT_NE(MAP_FAILED, dus);
 
-	EXPECT_EQ((__u32)WD_EDU_STATUS_MAGIC, wd_read32(&st->magic));
+	EXPECT_EQ((__u32)WD_QUEUE_STATUS_MAGIC, wd_read32(&st->magic));
 	EXPECT_GT((uint32_t)WD_MAX_QUEUES, wd_read32(&st->queue_index));
-	EXPECT_EQ(0U, wd_read32(&st->started));
-	EXPECT_EQ(0U, wd_read32(&st->completed));
+	EXPECT_EQ((__u32)WD_QUEUE_INIT, wd_read32(&st->state));
+	EXPECT_EQ(0ULL, wd_read64(&st->completed));
+	EXPECT_EQ((__u32)WD_RING_MAGIC, wd_read32(dus));
 	ASSERT_EQ(0, ioctl(self->fd, WD_CMD_START_Q));
-	EXPECT_EQ(1U, wd_read32(&st->started));
+	EXPECT_EQ((__u32)WD_QUEUE_STARTED, wd_read32(&st->state));
 
 	/* Every byte of DUS is usable memory. */
 	fill(dus, self->dus, 0x5a5a0001);
@@ -148,12 +151,10 @@ TEST_F(map, mmio_read_only)
 	p = wd_map(self->fd, WD_REGION_MMIO, self->mmio,
 		   PROT_READ | PROT_WRITE);
 	ASSERT_EQ(MAP_FAILED, p) munmap(p, self->mmio);
-	EXPECT_TRUE(errno == EPERM || errno == EACCES)
-		TH_LOG("PROT_WRITE: %s", strerror(errno));
+	EXPECT_EQ(EPERM, errno) TH_LOG("PROT_WRITE: %s", strerror(errno));
 	p = wd_map(self->fd, WD_REGION_MMIO, self->mmio, PROT_WRITE);
 	ASSERT_EQ(MAP_FAILED, p) munmap(p, self->mmio);
-	EXPECT_TRUE(errno == EPERM || errno == EACCES)
-		TH_LOG("PROT_WRITE only: %s", strerror(errno));
+	EXPECT_EQ(EPERM, errno) TH_LOG("PROT_WRITE only: %s", strerror(errno));
 
 	/* The refused attempts did not take the region. */
 	p = map_ok(_metadata, self->fd, WD_REGION_MMIO, self->mmio, PROT_READ);
@@ -161,7 +162,7 @@ TEST_F(map, mmio_read_only)
 	EXPECT_EQ(-1, mprotect(p, self->mmio, PROT_READ | PROT_WRITE));
 	EXPECT_TRUE(errno == EACCES || errno == EPERM)
 		TH_LOG("mprotect: %s", strerror(errno));
-	EXPECT_EQ((__u32)WD_EDU_STATUS_MAGIC, status_magic(p));
+	EXPECT_EQ((__u32)WD_QUEUE_STATUS_MAGIC, status_magic(p));
 	EXPECT_EQ(0, munmap(p, self->mmio));
 }
 
@@ -253,7 +254,7 @@ TEST_F(map, double_map)
 	mmio = map_ok(_metadata, self->fd, WD_REGION_MMIO, self->mmio,
 		      PROT_READ);
 	ASSERT_NE(MAP_FAILED, mmio);
-	EXPECT_EQ((__u32)WD_EDU_STATUS_MAGIC, status_magic(mmio));
+	EXPECT_EQ((__u32)WD_QUEUE_STATUS_MAGIC, status_magic(mmio));
 	munmap(mmio, self->mmio);
 	munmap(dus, self->dus);
 }
@@ -329,7 +330,7 @@ TEST_F(map, fork)
 
 	/* The parent keeps both. */
 	EXPECT_TRUE(wd_is_mapped(mmio, self->mmio));
-	EXPECT_EQ((__u32)WD_EDU_STATUS_MAGIC, status_magic(mmio));
+	EXPECT_EQ((__u32)WD_QUEUE_STATUS_MAGIC, status_magic(mmio));
 	EXPECT_EQ(-1, check(dus, self->dus, 0xf0f0));
 	munmap(mmio, self->mmio);
 	munmap(dus, self->dus);
@@ -365,7 +366,7 @@ TEST_F(map, mremap)
 
 	check_mremap(_metadata, mmio, self->mmio, self->page);
 	check_mremap(_metadata, dus, self->dus, self->page);
-	EXPECT_EQ((__u32)WD_EDU_STATUS_MAGIC, status_magic(mmio));
+	EXPECT_EQ((__u32)WD_QUEUE_STATUS_MAGIC, status_magic(mmio));
 	EXPECT_EQ(-1, check(dus, self->dus, 0x1234));
 
 	/* The regions are still taken by these mappings. */
@@ -409,13 +410,129 @@ TEST_F(map, close_keeps_mapping)
 	ASSERT_EQ(0, close(self->fd));
 	self->fd = -1;
 	EXPECT_EQ(avail, wd_avail(dev));
-	EXPECT_EQ((__u32)WD_EDU_STATUS_MAGIC, status_magic(mmio));
+	EXPECT_EQ((__u32)WD_QUEUE_STATUS_MAGIC, status_magic(mmio));
 	EXPECT_EQ(-1, check(dus, self->dus, 0xc105e));
 
 	EXPECT_EQ(0, munmap(mmio, self->mmio));
 	EXPECT_EQ(avail, wd_avail(dev));
 	EXPECT_EQ(0, munmap(dus, self->dus));
 	EXPECT_EQ(avail + 1, wd_avail(dev));
+}
+
+/*
+ * Exit status of a child that tries to map the queue it inherited: bit 0
+ * if mapping the DUS region did not fail with EPERM, bit 1 if the status
+ * page could not be mapped read-only, bit 2 if it did not read as the
+ * started queue's.
+ */
+static int child_maps(int fd, size_t mmio_len, size_t dus_len)
+{
+	struct wd_queue_status *st;
+	int bad = 0;
+	void *p;
+
+	p = wd_map(fd, WD_REGION_DUS, dus_len, PROT_READ | PROT_WRITE);
+	if (p != MAP_FAILED || errno != EPERM)
+		bad |= 1;
+	p = wd_map(fd, WD_REGION_DUS, dus_len, PROT_READ);
+	if (p != MAP_FAILED || errno != EPERM)
+		bad |= 1;
+	st = wd_map(fd, WD_REGION_MMIO, mmio_len, PROT_READ);
+	if (st == MAP_FAILED)
+		return bad | 2;
+	if (wd_read32(&st->magic) != WD_QUEUE_STATUS_MAGIC ||
+	    wd_read32(&st->state) != WD_QUEUE_STARTED)
+		bad |= 4;
+	munmap(st, mmio_len);
+	return bad;
+}
+
+static void check_child_maps(struct __test_metadata *_metadata, int status)
+{
+	ASSERT_TRUE(WIFEXITED(status)) TH_LOG("child status %#x", status);
+	EXPECT_EQ(0, WEXITSTATUS(status))
+		TH_LOG("child: DUS %s, MMIO map %s, MMIO contents %s",
+		       WEXITSTATUS(status) & 1 ? "BAD (not EPERM)" : "ok",
+		       WEXITSTATUS(status) & 2 ? "BAD" : "ok",
+		       WEXITSTATUS(status) & 4 ? "BAD" : "ok");
+}
+
+/*
+ * The ring belongs to the address space that opened the queue: a child
+ * that inherited the fd cannot map it, though it may watch the status
+ * page. Neither region is mapped in the parent, so EEXIST cannot hide
+ * the answer.
+ */
+TEST_F(map, dus_other_mm_fork)
+{
+	int status;
+	pid_t pid;
+	void *p;
+
+	ASSERT_EQ(0, ioctl(self->fd, WD_CMD_START_Q));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid)
+		_exit(child_maps(self->fd, self->mmio, self->dus));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	check_child_maps(_metadata, status);
+
+	/* The owner still maps both. */
+	p = map_ok(_metadata, self->fd, WD_REGION_DUS, self->dus,
+		   PROT_READ | PROT_WRITE);
+	ASSERT_NE(MAP_FAILED, p);
+	EXPECT_EQ((__u32)WD_RING_MAGIC, wd_read32(p));
+	munmap(p, self->dus);
+	p = map_ok(_metadata, self->fd, WD_REGION_MMIO, self->mmio, PROT_READ);
+	ASSERT_NE(MAP_FAILED, p);
+	munmap(p, self->mmio);
+}
+
+/* The same for a process that got the fd over a unix socket. */
+TEST_F(map, dus_other_mm_scm_rights)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { .iov_base = "q", .iov_len = 1 };
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = cbuf,
+		.msg_controllen = sizeof(cbuf),
+	};
+	struct cmsghdr *cmsg;
+	int sv[2], status, fd;
+	char c;
+	pid_t pid;
+
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+	/* The child exists before the queue does: it never inherits it. */
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		close(sv[0]);
+		close(self->fd);
+		iov.iov_base = &c;
+		if (recvmsg(sv[1], &msg, 0) != 1)
+			_exit(100);
+		cmsg = CMSG_FIRSTHDR(&msg);
+		if (!cmsg || cmsg->cmsg_type != SCM_RIGHTS)
+			_exit(101);
+		memcpy(&fd, CMSG_DATA(cmsg), sizeof(fd));
+		_exit(child_maps(fd, self->mmio, self->dus));
+	}
+	close(sv[1]);
+	ASSERT_EQ(0, ioctl(self->fd, WD_CMD_START_Q));
+	cmsg = CMSG_FIRSTHDR(&msg);
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &self->fd, sizeof(int));
+	ASSERT_EQ(1, sendmsg(sv[0], &msg, 0));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	close(sv[0]);
+	ASSERT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) >= 100)
+		TH_LOG("child did not get the fd");
+	check_child_maps(_metadata, status);
 }
 
 TEST_HARNESS_MAIN

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * warpdrive device removal: unbinding the edu driver from a device whose
- * queues are open, started and mapped, then binding it again. Run last: it
+ * queues are open, started and mapped, with buffers registered and
+ * commands in flight, then binding it again. Run last: it
  * unbinds every edu device in turn. The fixture's teardown runs in the
  * parent process and rebinds whatever the test left unbound, even if the
  * test died.
@@ -12,7 +13,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 
-#include "wd_util.h"
+#include "wd_ring.h"
 
 FIXTURE(removal) {
 	struct wd_dev devs[WD_MAX_DEVS];
@@ -152,20 +153,37 @@ TEST_F_TIMEOUT(removal, unbind_idle, 120)
 	}
 }
 
+#define COPY_LEN	WD_EDU_DMA_COPY_MAX
+
 static void unbind_busy(struct __test_metadata *_metadata,
 			struct _test_data_removal *self, int i)
 {
 	struct wd_edu_factorial arg = { .n = 3 };
 	const struct wd_dev *dev = &self->devs[i];
 	struct pollfd pfd = { .events = POLLIN };
+	struct wd_register reg = { 0 };
 	size_t mmio_len, dus_len;
 	int fd, idle_fd, other = -1;
+	struct wd_desc d[2];
+	char *src, *dst, *snap;
+	uint32_t handle;
+	struct wd_queue q;
 	void *mmio, *dus;
+	long pin;
 
 	mmio_len = wd_region_size(dev, WD_REGION_MMIO);
 	dus_len = wd_region_size(dev, WD_REGION_DUS);
 	ASSERT_NE(0UL, mmio_len);
 	ASSERT_NE(0UL, dus_len);
+	src = wd_alloc(COPY_LEN);
+	dst = wd_alloc(2 * COPY_LEN);
+	snap = wd_alloc(2 * COPY_LEN);
+	ASSERT_NE(NULL, src);
+	ASSERT_NE(NULL, dst);
+	ASSERT_NE(NULL, snap);
+	wd_fill(src, COPY_LEN, i, 0);
+	pin = wd_vmpin_kb();
+	ASSERT_LE(0, pin);
 
 	/* A started queue of another device, which must not notice. */
 	if (self->n > 1) {
@@ -179,13 +197,23 @@ static void unbind_busy(struct __test_metadata *_metadata,
 	ASSERT_LE(0, fd) TH_LOG("open %s: %s", dev->node, strerror(errno));
 	ASSERT_EQ(0, ioctl(fd, WD_CMD_START_Q));
 	factorial_ok(_metadata, fd);
-	mmio = wd_map(fd, WD_REGION_MMIO, mmio_len, PROT_READ);
-	ASSERT_NE(MAP_FAILED, mmio);
-	dus = wd_map(fd, WD_REGION_DUS, dus_len, PROT_READ | PROT_WRITE);
-	ASSERT_NE(MAP_FAILED, dus);
-	memset(dus, 0x42, dus_len);
+	ASSERT_EQ(0, wd_queue_attach(&q, fd, mmio_len, dus_len))
+		TH_LOG("%s", wd_ring_error());
+	mmio = q.st;
+	dus = q.dus;
+	/*
+	 * Two slow DMA copies on the ring, the first in flight at the
+	 * unbind, from a registered buffer to an unregistered one.
+	 */
+	ASSERT_EQ(0, wd_register(fd, src, COPY_LEN, 0, &handle))
+		TH_LOG("%s", strerror(errno));
+	d[0] = wd_mkdesc(WD_EDU_OP_DMA_COPY, 0, src, dst, COPY_LEN, 0);
+	d[1] = wd_mkdesc(WD_EDU_OP_DMA_COPY, 1, src, dst + COPY_LEN,
+			 COPY_LEN, 0);
+	ASSERT_EQ(2U, wd_sq_push(&q, d, 2));
+	ASSERT_EQ(2, wd_kick(&q)) TH_LOG("%s", wd_ring_error());
 	ASSERT_EQ(0, touch(mmio, false));
-	ASSERT_EQ(0, touch(dus, true));
+	ASSERT_EQ(0, touch(dus, false));
 	/* ...and an idle one that stays open across the rebind. */
 	idle_fd = self->total[i] > 1 ? wd_open(dev) : -1;
 	if (self->total[i] > 1)
@@ -199,6 +227,17 @@ static void unbind_busy(struct __test_metadata *_metadata,
 	EXPECT_GONE(ioctl(fd, WD_CMD_PUT_Q));
 	EXPECT_GONE(ioctl(fd, WD_EDU_CMD_FACTORIAL, &arg));
 	EXPECT_GONE(ioctl(fd, _IO('W', 0x7f)));
+	EXPECT_GONE(ioctl(fd, WD_IOCTL_KICK));
+	reg.addr = (uintptr_t)snap;
+	reg.len = COPY_LEN;
+	EXPECT_GONE(ioctl(fd, WD_IOCTL_REGISTER, &reg));
+	EXPECT_GONE(ioctl(fd, WD_IOCTL_UNREGISTER, &handle));
+
+	/* The device is gone, so is its DMA: dst no longer changes. */
+	memcpy(snap, dst, 2 * COPY_LEN);
+	usleep(500 * 1000);
+	EXPECT_EQ(0, memcmp(snap, dst, 2 * COPY_LEN))
+		TH_LOG("DMA into dst after the unbind");
 
 	pfd.fd = fd;
 	EXPECT_EQ(1, poll(&pfd, 1, 0));
@@ -222,6 +261,11 @@ static void unbind_busy(struct __test_metadata *_metadata,
 	/* The mapping outlives the fd; both go without complaint. */
 	EXPECT_EQ(0, close(fd));
 	EXPECT_EQ(0, munmap(mmio, mmio_len));
+	/* Every pin went with the queue. */
+	EXPECT_EQ(pin, wd_vmpin_kb());
+	munmap(src, COPY_LEN);
+	munmap(dst, 2 * COPY_LEN);
+	munmap(snap, 2 * COPY_LEN);
 
 	rebind(_metadata, self, i);
 

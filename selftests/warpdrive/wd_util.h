@@ -19,8 +19,9 @@
 #define WD_EDU_DRV_NAME		"warpdrive_edu"
 #define WD_EDU_DRV_DIR		"/sys/bus/pci/drivers/" WD_EDU_DRV_NAME
 #define WD_EDU_PREFIX		"edu-"
-#define WD_EDU_API		"warpdrive_edu_v1"
-#define WD_EDU_ALGS		"factorial\ndma_copy\n"
+#define WD_EDU_API		"warpdrive_edu_v2"
+#define WD_EDU_ALGS \
+	"factorial\ndma_copy\nnop\nemulated_memcpy\nemulated_crc32c\n"
 #define WD_EDU_VENDOR		0x1234
 #define WD_EDU_DEVICE		0x11e8
 
@@ -49,6 +50,11 @@ struct wd_pci {
 static inline uint32_t wd_read32(const void *p)
 {
 	return __atomic_load_n((const uint32_t *)p, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t wd_read64(const void *p)
+{
+	return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED);
 }
 
 static inline void wd_write32(void *p, uint32_t val)

@@ -30,7 +30,6 @@ use kernel::{
         poll::{PollCondVar, PollTable},
         Arc, ArcBorrow, Mutex, SpinLock,
     },
-    transmute::{AsBytes, FromBytes},
     uaccess::{UserPtr, UserSlice},
 };
 
@@ -385,6 +384,22 @@ impl QueueInner {
         Ok(0)
     }
 
+    /// `WD_IOCTL_REGISTER`: a buffer whose handle cannot be written back is unregistered again,
+    /// since user space could never unregister it.
+    fn register_ioctl(&self, arg: usize) -> Result<isize> {
+        let user = UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::Register>());
+        let (mut reader, mut writer) = user.reader_writer();
+        let mut data: uapi::Register = reader.read()?;
+        let ret = self.register(&mut data)?;
+        if let Err(e) = writer.write(&data) {
+            // Cannot fail: the buffer was just registered, and only the owner, which is
+            // here, can unregister it.
+            let _ = self.unregister(data.handle);
+            return Err(e);
+        }
+        Ok(ret)
+    }
+
     fn unregister(&self, handle: u32) -> Result<isize> {
         self.check_owner()?;
         let buffer = self
@@ -623,19 +638,6 @@ impl Prepared {
     }
 }
 
-/// Copies an ioctl argument of type `T` in, runs `f` on it, and copies it back out.
-fn with_user_arg<T: FromBytes + AsBytes + Default>(
-    arg: usize,
-    f: impl FnOnce(&mut T) -> Result<isize>,
-) -> Result<isize> {
-    let user = UserSlice::new(UserPtr::from_addr(arg), size_of::<T>());
-    let (mut reader, mut writer) = user.reader_writer();
-    let mut value: T = reader.read()?;
-    let ret = f(&mut value)?;
-    writer.write(&value)?;
-    Ok(ret)
-}
-
 /// What the VMA of one mapped region keeps: when its last VMA is gone, the region can be mapped
 /// again.
 struct RegionMapping {
@@ -687,9 +689,7 @@ impl chrdev::Operations for QueueFile {
             uapi::CMD_START_Q => queue.start(),
             uapi::CMD_PUT_Q => queue.stop(),
             uapi::IOCTL_KICK => queue.kick(),
-            uapi::IOCTL_REGISTER => {
-                with_user_arg::<uapi::Register>(arg, |data| queue.register(data))
-            }
+            uapi::IOCTL_REGISTER => queue.register_ioctl(arg),
             uapi::IOCTL_UNREGISTER => {
                 let handle: u32 = UserSlice::new(UserPtr::from_addr(arg), size_of::<u32>())
                     .reader()

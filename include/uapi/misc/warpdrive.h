@@ -98,7 +98,8 @@ enum wd_queue_state {
 };
 
 /*
- * The DUS region of a shadow-ring queue starts with this header. The
+ * The DUS region of a shadow-ring queue starts with this header, valid from
+ * open() on. START_Q and PUT_Q do not reset the indices. The
  * submission ring (sq_entries descriptors) and the completion ring
  * (cq_entries completions) follow at the offsets it gives. The sizes are
  * powers of two; indices are free-running __u32 counters, taken modulo the
@@ -145,7 +146,8 @@ struct wd_ring_header {
  * access the command needs, the buffer's pinned, DMA-mapped pages are
  * used. Otherwise the pages are pinned and mapped for this command alone
  * and released when it completes, unless WD_DESC_REGISTERED asks for
- * registered buffers only.
+ * registered buffers only. A dst inside a buffer registered read-only
+ * fails with -EACCES; it is not pinned on its own instead.
  */
 struct wd_desc {
 	__u64 user_data;	/* returned in the completion */
@@ -177,7 +179,9 @@ struct wd_desc {
  *   -ENOMEM      pinning would exceed RLIMIT_MEMLOCK
  *   -ECANCELED   the queue was stopped, released or orphaned, or its
  *                device removed, before the command finished; one that
- *                was cut short while running may have written part of dst
+ *                was cut short while running may have written a prefix
+ *                of dst
+ *   -EAGAIN      the memory kept changing while it was being pinned
  *   -ENODEV      the device went away while the command ran
  *
  * and a device's own errors. result is opcode-specific.

@@ -165,6 +165,30 @@ impl EmulatedBulk {
         }))
     }
 
+    /// Reads `src` into the engine's buffer a chunk at a time and hands each chunk, with its
+    /// offset, to `f`; stops with `ECANCELED` between chunks once the command is cancelled.
+    fn for_each_chunk(
+        &self,
+        cmd: &Command,
+        src: &Operand,
+        cancel: &Atomic<bool>,
+        mut f: impl FnMut(usize, &[u8]) -> Result,
+    ) -> Result {
+        let mut buffer = self.buffer.lock();
+        let len = src.len();
+        let mut done = 0;
+        while done < len {
+            if cancel.load(Relaxed) || cmd.is_cancelled() {
+                return Err(ECANCELED);
+            }
+            let n = (len - done).min(BULK_CHUNK);
+            src.read(done, &mut buffer[..n])?;
+            f(done, &buffer[..n])?;
+            done += n;
+        }
+        Ok(())
+    }
+
     fn memcpy(
         &self,
         cmd: &Command,
@@ -172,36 +196,16 @@ impl EmulatedBulk {
         dst: &Operand,
         cancel: &Atomic<bool>,
     ) -> Result<u64> {
-        let mut buffer = self.buffer.lock();
-        let len = src.len();
-        let mut done = 0;
-        while done < len {
-            if cancel.load(Relaxed) || cmd.is_cancelled() {
-                return Err(ECANCELED);
-            }
-            let n = (len - done).min(BULK_CHUNK);
-            src.read(done, &mut buffer[..n])?;
-            dst.write(done, &buffer[..n])?;
-            done += n;
-        }
-        Ok(len as u64)
+        self.for_each_chunk(cmd, src, cancel, |offset, chunk| dst.write(offset, chunk))?;
+        Ok(src.len() as u64)
     }
 
     fn crc32c(&self, cmd: &Command, src: &Operand, cancel: &Atomic<bool>) -> Result<u64> {
-        let seed = cmd.arg();
-        let mut crc = Crc32c::resume(u32::try_from(seed).map_err(|_| EINVAL)?);
-        let mut buffer = self.buffer.lock();
-        let len = src.len();
-        let mut done = 0;
-        while done < len {
-            if cancel.load(Relaxed) || cmd.is_cancelled() {
-                return Err(ECANCELED);
-            }
-            let n = (len - done).min(BULK_CHUNK);
-            src.read(done, &mut buffer[..n])?;
-            crc.update(&buffer[..n]);
-            done += n;
-        }
+        let mut crc = Crc32c::resume(u32::try_from(cmd.arg()).map_err(|_| EINVAL)?);
+        self.for_each_chunk(cmd, src, cancel, |_, chunk| {
+            crc.update(chunk);
+            Ok(())
+        })?;
         Ok(u64::from(crc.value()))
     }
 }

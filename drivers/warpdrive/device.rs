@@ -14,10 +14,15 @@ use kernel::{
     new_mutex,
     page::PAGE_SIZE,
     prelude::*,
+    str::CString,
     sync::{aref::ARef, Arc, Mutex},
 };
 
 /// What a driver tells warpdrive about one of its devices.
+///
+/// The references point into the driver's module, which may be unloaded while files of the
+/// device are still open: warpdrive reads them only while the device's registration lives, and
+/// keeps its own copy of what it shows after that (the node's name).
 pub struct DeviceInfo {
     /// The name of the device node, `/dev/<name>-<id>`, and of its class device.
     pub name: &'static CStr,
@@ -85,6 +90,8 @@ pub(crate) struct DeviceState {
 pub(crate) struct WdDevice {
     info: DeviceInfo,
     id: u32,
+    /// `<name>-<id>`, owned: `info.name` goes with the driver's module.
+    node_name: CString,
     /// The device the driver registered this for; bound while the registration lives.
     parent: ARef<Device>,
     has_isolate: bool,
@@ -96,6 +103,11 @@ pub(crate) struct WdDevice {
 impl WdDevice {
     pub(crate) fn info(&self) -> &DeviceInfo {
         &self.info
+    }
+
+    /// The device node's name, `<name>-<id>`; valid after the driver is gone.
+    pub(crate) fn node_name(&self) -> &CStr {
+        &self.node_name
     }
 
     /// The device the driver registered this for. It is bound for as long as the registration
@@ -253,11 +265,19 @@ impl<'bound> Registration<'bound> {
         let subsystem = Subsystem::get()?;
         let id = subsystem.alloc_id()?;
         let has_isolate = driver.isolated().is_some();
+        let node_name = match CString::try_from_fmt(fmt!("{}-{}", info.name, id)) {
+            Ok(name) => name,
+            Err(e) => {
+                subsystem.free_id(id);
+                return Err(e);
+            }
+        };
 
         let device = match Arc::pin_init(
             try_pin_init!(WdDevice {
                 info,
                 id,
+                node_name,
                 parent: parent.into(),
                 has_isolate,
                 state <- new_mutex!(DeviceState {
@@ -279,7 +299,7 @@ impl<'bound> Registration<'bound> {
                 &subsystem.class,
                 devt,
                 parent,
-                fmt!("{}-{}", device.info.name, id),
+                fmt!("{}", device.node_name()),
                 Ok::<_, Error>(device.clone()),
             )
         });

@@ -24,6 +24,7 @@ use kernel::{
     new_mutex, new_spinlock,
     page::PAGE_SIZE,
     prelude::*,
+    seq_file::{seq_print, SeqFile},
     sync::{
         aref::ARef,
         lock::{mutex::MutexBackend, Guard},
@@ -565,8 +566,15 @@ impl QueueInner {
     }
 
     fn driver_ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
-        if !self.device.info().ioctls.contains(&cmd) {
-            return Err(ENOTTY);
+        {
+            // The driver's tables live in its module: only read them while its queue is here.
+            let state = self.state.lock();
+            if state.driver.is_none() {
+                return Err(ENODEV);
+            }
+            if !self.device.info().ioctls.contains(&cmd) {
+                return Err(ENOTTY);
+            }
         }
         let size = _IOC_SIZE(cmd);
         let dir = _IOC_DIR(cmd);
@@ -769,5 +777,40 @@ impl chrdev::Operations for QueueFile {
             return bindings::POLLIN | bindings::POLLRDNORM;
         }
         0
+    }
+
+    /// The queue's counters, for tools and for checking that no command is lost: once the
+    /// queue is dead, `wd-in-flight` is 0 and every submitted command is counted as completed.
+    fn show_fdinfo(queue: ArcBorrow<'_, QueueInner>, m: &SeqFile, _file: &File) {
+        let (status, in_flight) = queue.ring.counters();
+        let state = match status.state {
+            s if s == uapi::QueueState::Init as u32 => "init",
+            s if s == uapi::QueueState::Started as u32 => "started",
+            s if s == uapi::QueueState::Orphaned as u32 => "orphaned",
+            _ => "dead",
+        };
+        seq_print!(
+            m,
+            "wd-device:\t{}\nwd-queue-index:\t{}\nwd-state:\t{}\n",
+            queue.device.node_name(),
+            queue.index,
+            state
+        );
+        seq_print!(
+            m,
+            "wd-submitted:\t{}\nwd-completed:\t{}\nwd-errors:\t{}\nwd-in-flight:\t{}\n",
+            status.submitted,
+            status.completed,
+            status.errors,
+            in_flight
+        );
+        seq_print!(
+            m,
+            "wd-bytes:\t{}\nwd-pinned-pages:\t{}\nwd-buffers:\t{}\nwd-invalidations:\t{}\n",
+            status.bytes,
+            status.pinned_pages,
+            status.buffers,
+            status.invalidations
+        );
     }
 }

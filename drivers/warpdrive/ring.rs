@@ -243,6 +243,13 @@ impl Ring {
         self.publish_status(&cq.status);
     }
 
+    /// The queue's counters as published on the status page, and how many commands are in
+    /// flight, read together.
+    pub(crate) fn counters(&self) -> (QueueStatus, u32) {
+        let cq = self.cq.lock();
+        (cq.status, cq.in_flight)
+    }
+
     /// Sets the queue state shown on the status page.
     pub(crate) fn set_state(&self, state: QueueState) {
         self.update_status(|status| status.state = state as u32);

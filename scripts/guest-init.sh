@@ -10,6 +10,7 @@
 #   wd.iommu=0|1   whether the host gave the guest an IOMMU; exported to the
 #                  tests as WD_EXPECT_IOMMU and checked here
 #   wd.profile=P   which kernel build this is (normal, debug); only a label
+#   wd.tests=A,B   run only these kselftests (default: all of TESTS)
 #
 # Everything goes back to the host over the serial console. Lines starting
 # with "### wd: " are markers that scripts/report.py parses:
@@ -36,15 +37,16 @@ mkdir -p /root
 mark() { echo "### wd: $*"; }
 check() { mark "check $1 $2${3:+ $3}"; }
 
-mode=shell iommu=0 profile=normal
+mode=shell iommu=0 profile=normal only=
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	wd.mode=*) mode=${arg#wd.mode=} ;;
 	wd.iommu=*) iommu=${arg#wd.iommu=} ;;
 	wd.profile=*) profile=${arg#wd.profile=} ;;
+	wd.tests=*) only=$(echo "${arg#wd.tests=}" | tr , ' ') ;;
 	esac
 done
-export WD_EXPECT_IOMMU=$iommu
+export WD_EXPECT_IOMMU=$iommu WD_PROFILE=$profile
 mark "mode=$mode iommu=$iommu profile=$profile uptime=$(cut -d' ' -f1 /proc/uptime)"
 
 # Kernel messages printed to the console while user space writes to it can
@@ -103,11 +105,15 @@ run_tests() {
 		check kselftests-present fail "no /wd/tests/TESTS"
 		return
 	fi
+	# The debug kernel (KASAN, lockdep, kmemleak) under TCG is several
+	# times slower; each test binary has a bound either way.
+	limit=300
+	[ "$profile" = debug ] && limit=1500
 	cd /wd/tests
-	for t in $(grep -v "^#" TESTS); do
+	for t in ${only:-$(grep -v "^#" TESTS)}; do
 		mark "begin kselftest $t"
 		if [ -x "./$t" ]; then
-			timeout 300 "./$t" 2>&1
+			timeout $limit "./$t" 2>&1
 			rc=$?
 		else
 			echo "# $t: not found in the initramfs"

@@ -27,6 +27,8 @@
 #   pick_accel. WD_ACCEL=tcg|kvm overrides the detection.
 #   Every non-interactive boot runs under a timeout (WD_TIMEOUT, 900 s):
 #   a hung guest is a failed run, not a hung CI job.
+#   WD_TESTS="fuzz removal" runs only those kselftests (for working on them;
+#   make test always runs them all).
 
 set -euo pipefail
 
@@ -68,6 +70,7 @@ cpu=max
 # log_buf_len: the Rust doctests alone print hundreds of KUnit lines at boot,
 # and the host reads them back from dmesg at the end, so none may rotate out.
 append="console=ttyS0 panic=-1 log_buf_len=8M wd.mode=$mode wd.profile=${WD_PROFILE:-normal}"
+[ -n "${WD_TESTS:-}" ] && append+=" wd.tests=$(echo $WD_TESTS | tr ' ' ,)"
 qemu=(qemu-system-x86_64 -machine q35 -accel "$accel" -cpu "$cpu" -smp 2 -m 2G
 	-no-reboot -kernel "$kernel" -initrd "$initrd")
 if [ "$iommu" = on ]; then

@@ -954,8 +954,12 @@ TEST_F(mem, register_e2big)
 	munmap(m, max + 2 * self->page);
 }
 
-/* WD_MAX_BUFFERS buffers of a page each, then ENOSPC. */
-TEST_F_TIMEOUT(mem, register_enospc, 180)
+/*
+ * WD_MAX_BUFFERS buffers of a page each, then ENOSPC. Each registration
+ * inserts an interval notifier and maps a scatterlist; under KASAN and TCG
+ * that is some 10 ms each, hence the long timeout.
+ */
+TEST_F_TIMEOUT(mem, register_enospc, 900)
 {
 	const size_t page = self->page, len = (WD_MAX_BUFFERS + 1) * page;
 	uint32_t *h, extra;

@@ -10,8 +10,11 @@
 #   make run            boots a guest with two edu devices, loads the
 #                       modules, runs the demo (IOMMU=on for an intel IOMMU)
 #   make shell          the same guest with a shell on the console
-#   make test           the whole suite twice, with and without an IOMMU;
-#                       the last line is "N passed, N failed"
+#   make test           the whole suite three times: on the normal kernel with
+#                       and without an IOMMU, then on the debug kernel (KASAN,
+#                       lockdep, kmemleak, fault injection) with an IOMMU;
+#                       the last line is "N passed, N failed" over all three
+#   make test-normal    only the first two (PROFILES=debug: only the last)
 #   make rustfmt / rustfmtcheck, make clean
 #   make deps / make kernel   host set-up / the kernel build on their own
 #
@@ -45,15 +48,25 @@ MODULES := $(CURDIR)/warpdrive.ko $(CURDIR)/warpdrive_edu.ko
 BZIMAGE = $(KDIR)/arch/x86/boot/bzImage
 INITRAMFS := $(BUILD)/initramfs.cpio.gz
 DEMO := $(BUILD)/wd_demo
+EXAMPLE := $(BUILD)/wd_example
 IOMMU ?= off
 
 # The guest image is cheap to pack (under a second), so every boot repacks
 # it from whatever modules and binaries exist; scripts/initramfs.sh warns
 # about missing ones and the guest reports them as failed checks.
 mkinitramfs = $(CURDIR)/scripts/initramfs.sh -o $(INITRAMFS) \
-	$(addprefix -m ,$(MODULES)) -t $(BUILD)/selftests -b $(DEMO)
+	$(addprefix -m ,$(MODULES)) -t $(BUILD)/selftests -b $(DEMO) \
+	-b $(EXAMPLE)
 
-.PHONY: all deps kernel modules selftests demo run shell test \
+# The debug profile's kernel, from "scripts/kernel.sh debug", and its modules,
+# built from a copy of the sources so that the objects of the two kernel
+# builds never mix in the work tree.
+DEBUG_SRC := $(BUILD)/debug-src
+DEBUG_MODULES := $(DEBUG_SRC)/warpdrive.ko $(DEBUG_SRC)/warpdrive_edu.ko
+DEBUG_INITRAMFS := $(BUILD)/initramfs-debug.cpio.gz
+PROFILES ?= normal debug
+
+.PHONY: all deps kernel modules selftests demo run shell test test-normal \
 	rustfmt rustfmtcheck clean
 
 all: modules
@@ -70,9 +83,11 @@ modules: kernel
 selftests: kernel demo
 	$(MAKE) -C selftests/warpdrive OUT=$(BUILD)/selftests KSRC=$(KDIR)
 
-demo: $(DEMO)
+demo: $(DEMO) $(EXAMPLE)
 
-$(DEMO): samples/warpdrive/wd_demo.c include/uapi/misc/warpdrive.h
+# The demo of "make run", and the minimal example that the guest runs as a
+# check in "make test": both use nothing but the UAPI header.
+$(BUILD)/wd_%: samples/warpdrive/wd_%.c include/uapi/misc/warpdrive.h
 	@mkdir -p $(BUILD)
 	gcc -static -O2 -Wall -Wextra -I$(CURDIR)/include/uapi -o $@ $<
 
@@ -89,10 +104,11 @@ shell: modules demo
 
 # A module or selftest build failure is counted as a failed check rather than
 # stopping here, so that the rest still runs and the last line is always the
-# count. A kernel that does not build stops everything.
+# count. A normal kernel that does not build stops everything; a debug kernel
+# that does not build is one failed check.
 test: kernel
 	@mkdir -p $(BUILD); : > $(BUILD)/build-failures
-	@rm -f $(BUILD)/guest-test-iommu-on.log $(BUILD)/guest-test-iommu-off.log
+	@rm -f $(BUILD)/guest-test-*.log
 	@$(MAKE) --no-print-directory KDIR=$(KDIR) modules || \
 		{ echo "modules did not build" >> $(BUILD)/build-failures; \
 		  rm -f $(MODULES); }
@@ -100,12 +116,24 @@ test: kernel
 		{ echo "selftests did not build" >> $(BUILD)/build-failures; \
 		  rm -rf $(BUILD)/selftests; }
 	@$(mkinitramfs)
-	@for iommu in on off; do \
+	@if echo "$(PROFILES)" | grep -qw normal; then \
+	for iommu in on off; do \
 		$(CURDIR)/scripts/guest.sh test $$iommu $(BZIMAGE) $(INITRAMFS) \
 			$(BUILD)/guest-test-iommu-$$iommu.log || true; \
-	done
+	done; fi
+	@if echo "$(PROFILES)" | grep -qw debug; then \
+		$(CURDIR)/scripts/debug-profile.sh $(BUILD) $(DEBUG_SRC) \
+			$(DEBUG_INITRAMFS) $(BUILD)/selftests $(DEMO) \
+			$(EXAMPLE) || \
+		echo "debug profile did not run" >> $(BUILD)/build-failures; \
+	fi
 	@$(CURDIR)/scripts/report.py --failures $(BUILD)/build-failures \
-		$(BUILD)/guest-test-iommu-on.log $(BUILD)/guest-test-iommu-off.log
+		$(if $(findstring normal,$(PROFILES)),$(BUILD)/guest-test-iommu-on.log \
+		$(BUILD)/guest-test-iommu-off.log) \
+		$(if $(findstring debug,$(PROFILES)),$(BUILD)/guest-test-debug.log)
+
+test-normal:
+	@$(MAKE) --no-print-directory test PROFILES=normal
 
 # The kernel's own "make M=... rustfmt" formats the kernel's source tree,
 # not the external module's, so rustfmt runs here directly with the kernel's

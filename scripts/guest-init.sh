@@ -5,7 +5,8 @@
 #
 # The kernel command line selects what it does:
 #   wd.mode=run    load the modules, run the demo, show the driver's log lines
-#   wd.mode=test   load the modules, run every kselftest listed in /wd/tests/TESTS
+#   wd.mode=test   load the modules, run the C example on each device, then
+#                  every kselftest listed in /wd/tests/TESTS
 #   wd.mode=shell  load the modules, then an interactive shell on the console
 #   wd.iommu=0|1   whether the host gave the guest an IOMMU; exported to the
 #                  tests as WD_EXPECT_IOMMU and checked here
@@ -139,6 +140,17 @@ run_demo() {
 	mark "end driver log"
 }
 
+# The minimal C example (samples/warpdrive/wd_example.c) must keep working
+# as written, on every device.
+run_example() {
+	for n in /dev/edu-*; do
+		out=$(timeout 60 wd_example "$n" 2>&1)
+		rc=$?
+		out=$(echo "$out" | tr '\n' ' ')
+		check "example-${n#/dev/}" "$([ $rc = 0 ] && echo ok || echo fail)" "$out"
+	done
+}
+
 # The exit paths run too: warpdrive must refuse to go while its driver is
 # loaded, and both must unload cleanly once the tests have closed everything.
 unload_modules() {
@@ -176,6 +188,7 @@ check_iommu
 
 case "$mode" in
 test)
+	run_example
 	run_tests
 	unload_modules
 	kmemleak_report

@@ -18,7 +18,7 @@ use kernel::{
     mm::{
         interval_notifier::{Event, IntervalNotifier, IntervalNotifierOps, Invalidation},
         pin::Access,
-        virt::VmaNew,
+        virt::{flags, VmaNew},
         Mm,
     },
     new_mutex, new_spinlock,
@@ -718,6 +718,11 @@ impl chrdev::Operations for QueueFile {
             Region::Dus => queue.ring.dus(),
         };
         if vma.end() - vma.start() != pages.size() {
+            return Err(EINVAL);
+        }
+        // A private mapping would give user space copy-on-write copies of the ring that the
+        // kernel never sees, yet hold the region.
+        if vma.flags() & flags::SHARED == 0 {
             return Err(EINVAL);
         }
         // The rings carry the owner's commands; anyone may look at the status.

@@ -212,6 +212,40 @@ TEST_F(map, bad_length)
 	}
 }
 
+/*
+ * A private mapping would give user space copies of the ring that the
+ * kernel never sees: refused, and the region stays free for a shared one.
+ */
+TEST_F(map, private_refused)
+{
+	const struct {
+		unsigned int region;
+		size_t size;
+		int prot;
+	} r[] = {
+		{ WD_REGION_MMIO, self->mmio, PROT_READ },
+		{ WD_REGION_DUS, self->dus, PROT_READ | PROT_WRITE },
+		{ WD_REGION_DUS, self->dus, PROT_READ },
+	};
+	size_t i;
+	void *p;
+
+	for (i = 0; i < ARRAY_SIZE(r); i++) {
+		errno = 0;
+		p = mmap(NULL, r[i].size, r[i].prot, MAP_PRIVATE, self->fd,
+			 r[i].region * self->page);
+		EXPECT_EQ(MAP_FAILED, p) TH_LOG("region %u mapped private",
+						r[i].region);
+		EXPECT_EQ(EINVAL, errno) TH_LOG("%s", strerror(errno));
+		if (p != MAP_FAILED)
+			munmap(p, r[i].size);
+		p = map_ok(_metadata, self->fd, r[i].region, r[i].size,
+			   r[i].prot);
+		ASSERT_NE(MAP_FAILED, p);
+		EXPECT_EQ(0, munmap(p, r[i].size));
+	}
+}
+
 TEST_F(map, double_map)
 {
 	void *mmio, *dus, *p;

@@ -38,7 +38,8 @@
 /*
  * mmap() regions, selected by the page offset of the mapping. Each region
  * can be mapped once per queue at a time; its size is in sysfs
- * (region_mmio_size, region_dus_size) and a mapping must cover it exactly.
+ * (region_mmio_size, region_dus_size), and a mapping must cover it exactly
+ * and be MAP_SHARED (EINVAL otherwise).
  */
 enum wd_region {
 	WD_REGION_MMIO = 0,	/* uacce UACCE_QFRT_MMIO */

@@ -18,6 +18,9 @@
 #   make rustfmt / rustfmtcheck, make clean
 #   make deps / make kernel   host set-up / the kernel build on their own
 #
+# tools/warpdrive is the user-space crate and wdctl (cargo); make test runs
+# its host tests, and its guest test (wd-guest-test) with the kselftests.
+#
 # The kernel tree is built and cached outside the work tree by
 # scripts/kernel.sh (KDIR=... uses another tree). Guest logs and test
 # binaries go to build/.
@@ -115,6 +118,10 @@ test: kernel
 	@$(MAKE) --no-print-directory KDIR=$(KDIR) selftests || \
 		{ echo "selftests did not build" >> $(BUILD)/build-failures; \
 		  rm -rf $(BUILD)/selftests; }
+	@$(MAKE) --no-print-directory -C tools/warpdrive check \
+		> $(BUILD)/host-tests.log 2>&1 || \
+		echo "tools/warpdrive: rustfmt, clippy or a host test failed" \
+			"(see build/host-tests.log)" >> $(BUILD)/build-failures
 	@$(mkinitramfs)
 	@if echo "$(PROFILES)" | grep -qw normal; then \
 	for iommu in on off; do \
@@ -128,6 +135,7 @@ test: kernel
 		echo "debug profile did not run" >> $(BUILD)/build-failures; \
 	fi
 	@$(CURDIR)/scripts/report.py --failures $(BUILD)/build-failures \
+		--host $(BUILD)/host-tests.log \
 		$(if $(findstring normal,$(PROFILES)),$(BUILD)/guest-test-iommu-on.log \
 		$(BUILD)/guest-test-iommu-off.log) \
 		$(if $(findstring debug,$(PROFILES)),$(BUILD)/guest-test-debug.log)
@@ -138,7 +146,8 @@ test-normal:
 # The kernel's own "make M=... rustfmt" formats the kernel's source tree,
 # not the external module's, so rustfmt runs here directly with the kernel's
 # configuration on every .rs file of ours (rust/ included).
-RS_FILES = $(shell find $(CURDIR) \( -path $(BUILD) -o -path $(CURDIR)/.git \) -prune \
+RS_FILES = $(shell find $(CURDIR) \( -path $(BUILD) -o -path $(CURDIR)/.git \
+	-o -path $(CURDIR)/tools \) -prune \
 	-o -name '*.rs' ! -name '*generated*' -print | LC_ALL=C sort)
 # The kernel's .rustfmt.toml only sets these two, so no kernel is built
 # just to read it.
@@ -147,6 +156,7 @@ RUSTFMT_FLAGS = --edition 2021 $(if $(wildcard $(KTREE)/.rustfmt.toml),\
 
 rustfmt rustfmtcheck:
 	rustfmt $(RUSTFMT_FLAGS) $(if $(filter rustfmtcheck,$@),--check) $(RS_FILES)
+	cd tools/warpdrive && cargo fmt $(if $(filter rustfmtcheck,$@),--check)
 
 clean:
 	@if [ -f $(KTREE)/Makefile ]; then \

@@ -135,6 +135,14 @@ run_demo() {
 		rc=127
 	fi
 	mark "end demo rc=$rc"
+	# wdctl, the CLI of the user-space crate, on the same devices.
+	if [ -x /wd/tests/wdctl ]; then
+		mark "begin wdctl"
+		/wd/tests/wdctl list
+		/wd/tests/wdctl run memcpy --size 16M
+		/wd/tests/wdctl run factorial 12
+		mark "end wdctl"
+	fi
 	mark "begin driver log"
 	dmesg | grep warpdrive || echo "(no driver lines)"
 	mark "end driver log"

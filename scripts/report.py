@@ -3,8 +3,10 @@
 #
 # Reads the serial logs that scripts/guest.sh wrote and counts the results.
 #
-# Usage: report.py [--failures FILE] LOG...
+# Usage: report.py [--failures FILE] [--host CARGO_LOG] LOG...
 #   FILE: one failed check per line (the host's build steps), may be empty
+#   CARGO_LOG: the output of "cargo test" on the host; each "test NAME ... ok"
+#   is a pass and each "... FAILED" a failure
 #
 # Counted, per log (one guest boot):
 #   - every kselftest test case (KTAP between "### wd: begin/end kselftest"),
@@ -33,12 +35,14 @@ PLAN = re.compile(r'^( *)1\.\.(\d+)')
 MARK = re.compile(r'^### wd: (.*?) *$')
 
 # A line in the kernel log matching any of these fails "kernel log clean".
-# Case matters: "LOCKDEP" appears in lockdep's harmless boot banner.
+# Lockdep's reports start with "WARNING:" or "BUG:"; a bare "lockdep" would
+# match the harmless boot banners ("RCU lockdep checking is enabled").
 BAD = re.compile('|'.join([
     r'BUG:', r'WARNING:', r'Oops', r'KASAN', r'UBSAN:', r'KCSAN:',
     r'kernel BUG at', r'general protection fault', r'Unable to handle kernel',
     r'possible circular locking', r'inconsistent lock state', r'INFO: possible',
-    r'lockdep', r'sleeping function called from invalid context',
+    r'DEBUG_LOCKS_WARN_ON', r'lockdep is turned off', r'suspicious RCU usage',
+    r'sleeping function called from invalid context',
     r'refcount_t:', r'Kernel panic', r'Call Trace', r'INFO: task .* blocked',
     r'detected stall', r'soft lockup', r'hard LOCKUP', r'unreferenced object',
 ]))
@@ -219,6 +223,33 @@ def kselftest(run, binary, body, rc, finished):
                 problems + body[-20:])
 
 
+HOST_TEST = re.compile(r'^test (.*?) \.\.\. (ok|FAILED|ignored)$')
+
+
+def host_tests(path):
+    """Counts the cases of a "cargo test" log; no case at all is a failure."""
+    passed = failed = 0
+    try:
+        with open(path, errors='replace') as f:
+            for line in f:
+                m = HOST_TEST.match(line.rstrip('\n'))
+                if not m:
+                    continue
+                if m.group(2) == 'ok':
+                    passed += 1
+                elif m.group(2) == 'FAILED':
+                    print(f'FAIL: host test {m.group(1)}')
+                    failed += 1
+    except OSError as e:
+        print(f'FAIL: cannot read {path}: {e}')
+        return 0, 1
+    if not passed and not failed:
+        print(f'FAIL: no host test ran ({path})')
+        failed += 1
+    print(f'== host: {passed} passed/{failed} failed; log: {path}')
+    return passed, failed
+
+
 def main(args):
     passed = failed = skipped = 0
     paths = list(args)
@@ -228,6 +259,11 @@ def main(args):
                 if line.strip():
                     print(f'FAIL: {line.strip()}')
                     failed += 1
+        paths = paths[2:]
+    if paths[:1] == ['--host']:
+        p, f = host_tests(paths[1])
+        passed += p
+        failed += f
         paths = paths[2:]
     for path in paths:
         try:

@@ -566,6 +566,7 @@ impl QueueInner {
     }
 
     fn driver_ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
+        self.check_owner()?;
         {
             // The driver's tables live in its module: only read them while its queue is here.
             let state = self.state.lock();
@@ -694,8 +695,16 @@ impl chrdev::Operations for QueueFile {
         // As uacce: once the device is gone, every ioctl says so, known or not.
         queue.check_alive()?;
         match cmd {
-            uapi::CMD_START_Q => queue.start(),
-            uapi::CMD_PUT_Q => queue.stop(),
+            // Starting and stopping are the owner's too: a child or a process that received the
+            // fd could otherwise stop the owner's queue and cancel its commands.
+            uapi::CMD_START_Q => {
+                queue.check_owner()?;
+                queue.start()
+            }
+            uapi::CMD_PUT_Q => {
+                queue.check_owner()?;
+                queue.stop()
+            }
             uapi::IOCTL_KICK => queue.kick(),
             uapi::IOCTL_REGISTER => queue.register_ioctl(arg),
             uapi::IOCTL_UNREGISTER => {

@@ -1431,7 +1431,7 @@ static void mm_map(struct __test_metadata *_metadata, struct mm_ctx *c,
 			errs |= E(EOPNOTSUPP) | E(EINVAL);
 		if (region < 0 || rounded != c->size[region])
 			errs |= E(EINVAL);
-		else if (flags & MAP_PRIVATE)
+		else if ((flags & MAP_TYPE) == MAP_PRIVATE)
 			errs |= E(EINVAL);	/* the regions are shared only */
 		else if (c->held[region].p)
 			errs |= E(EEXIST);
@@ -1473,14 +1473,15 @@ static void mm_map(struct __test_metadata *_metadata, struct mm_ctx *c,
 	}
 	if (fixed && p != addr)
 		finding(c->f, "MAP_FIXED mapping at %p, not %p", p, addr);
-	if (flags & MAP_PRIVATE)
+	if ((flags & MAP_TYPE) == MAP_PRIVATE)
 		c->priv_ok++;
-	mm_touch_mapping(c, region, p, rounded, prot, flags & MAP_PRIVATE);
+	mm_touch_mapping(c, region, p, rounded, prot,
+			 (flags & MAP_TYPE) == MAP_PRIVATE);
 	keep = !fixed && chance(r, 60);
 	if (keep) {
 		c->held[region] = (struct mm_held){
 			.p = p, .len = rounded, .prot = prot,
-			.priv = flags & MAP_PRIVATE,
+			.priv = (flags & MAP_TYPE) == MAP_PRIVATE,
 		};
 		return;
 	}

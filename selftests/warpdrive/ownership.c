@@ -106,10 +106,12 @@ static int recv_fd(int sock, char *c)
 /*
  * What a process that is not the owner tries with the queue's @fd. Exit
  * status bits: 1 KICK, 2 REGISTER, 4 UNREGISTER of the owner's handle
- * @h, 8 mapping the ring; each set if it did not fail with EPERM.
+ * @h, 8 mapping the ring, 16 PUT_Q, START_Q or the driver's FACTORIAL
+ * ioctl; each set if it did not fail with EPERM.
  */
 static int intruder(int fd, uint32_t h, size_t dus_len, bool try_map)
 {
+	struct wd_edu_factorial f = { .n = 5 };
 	char *mine = wd_alloc(BUF_LEN);
 	uint32_t h2;
 	int bad = 0;
@@ -118,6 +120,13 @@ static int intruder(int fd, uint32_t h, size_t dus_len, bool try_map)
 	if (!mine)
 		return 64;
 	memset(mine, 1, BUF_LEN);
+	/* Stopping the owner's queue would cancel its commands. */
+	if (ioctl(fd, WD_CMD_PUT_Q) != -1 || errno != EPERM)
+		bad |= 16;
+	if (ioctl(fd, WD_CMD_START_Q) != -1 || errno != EPERM)
+		bad |= 16;
+	if (ioctl(fd, WD_EDU_CMD_FACTORIAL, &f) != -1 || errno != EPERM)
+		bad |= 16;
 	if (ioctl(fd, WD_IOCTL_KICK) != -1 || errno != EPERM)
 		bad |= 1;
 	if (wd_register(fd, mine, BUF_LEN, WD_REGISTER_WRITE, &h2) != -1 ||
@@ -140,11 +149,12 @@ static void check_intruder(struct __test_metadata *_metadata, int status)
 	ASSERT_TRUE(WIFEXITED(status)) TH_LOG("child status %#x", status);
 	bits = WEXITSTATUS(status);
 	EXPECT_EQ(0, bits)
-		TH_LOG("not refused with EPERM:%s%s%s%s%s", bits & 1 ? " KICK" : "",
+		TH_LOG("not refused with EPERM:%s%s%s%s%s%s", bits & 1 ? " KICK" : "",
 		       bits & 2 ? " REGISTER" : "",
 		       bits & 4 ? " UNREGISTER" : "",
 		       bits & 8 ? " mmap of the ring" : "",
-		       bits >= 16 ? " (child failed)" : "");
+		       bits & 16 ? " PUT_Q/START_Q/FACTORIAL" : "",
+		       bits >= 32 ? " (child failed)" : "");
 }
 
 /*
@@ -484,7 +494,11 @@ TEST_F_TIMEOUT(owner, orphaned, 60)
 		TH_LOG("only %llu cancelled",
 		       (unsigned long long)wd_read64(&st->errors));
 
-	/* Still not the holder's to use. */
+	/* Still not the holder's to use, nor to restart. */
+	EXPECT_EQ(-1, ioctl(fd, WD_CMD_PUT_Q));
+	EXPECT_EQ(EPERM, errno) TH_LOG("PUT_Q: %s", strerror(errno));
+	EXPECT_EQ(-1, ioctl(fd, WD_CMD_START_Q));
+	EXPECT_EQ(EPERM, errno) TH_LOG("START_Q: %s", strerror(errno));
 	EXPECT_EQ(-1, ioctl(fd, WD_IOCTL_KICK));
 	err = errno;
 	EXPECT_TRUE(err == EPERM || err == EINVAL) TH_LOG("KICK: %s",

@@ -242,10 +242,11 @@ struct wd_register {
  * has a completion, written at once if it failed validation. Fails with
  * EINVAL if the queue is not started or an index is corrupt.
  *
- * Ownership: a queue belongs to the address space that opened it. KICK,
- * REGISTER, UNREGISTER and mmap() from any other address space fail with
+ * Ownership: a queue belongs to the address space that opened it. Every
+ * ioctl (START_Q, PUT_Q, KICK, REGISTER, UNREGISTER and the driver's own)
+ * and mmap() of the DUS region from any other address space fail with
  * EPERM: a child that inherited the fd across fork(), or a process that got
- * it over SCM_RIGHTS. After fork(), the parent's buffers stay its own. If
+ * it over SCM_RIGHTS. Anyone holding the fd may map the status page. After fork(), the parent's buffers stay its own. If
  * the owner's address space exits while another process still holds the
  * fd, the queue is orphaned: commands not finished are cancelled and every
  * pin is dropped.

@@ -5,6 +5,7 @@
 use crate::{
     queue::{QueueContext, QueueEvents, QueueFile, QueueInner},
     ring::Ring,
+    debugfs::DeviceDebugfs,
     uapi, Opcode, Queue, Subsystem,
 };
 use core::{fmt::Write, marker::PhantomData};
@@ -163,6 +164,19 @@ impl WdDevice {
         state.driver.take()
     }
 
+    /// How many queues are open.
+    pub(crate) fn open_queues(&self) -> usize {
+        self.state.lock().queues.len()
+    }
+
+    /// Calls `f` on each open queue, in the order they were opened, until it fails.
+    pub(crate) fn for_each_queue<E>(
+        &self,
+        mut f: impl FnMut(&QueueInner) -> core::result::Result<(), E>,
+    ) -> core::result::Result<(), E> {
+        self.state.lock().queues.iter().try_for_each(|q| f(q))
+    }
+
     fn available_instances(&self) -> usize {
         let state = self.state.lock();
         if state.driver.is_none() {
@@ -229,6 +243,8 @@ pub struct Registration<'bound> {
     subsystem: Arc<Subsystem>,
     device: Arc<WdDevice>,
     node: Option<chrdev::Node<QueueFile>>,
+    /// The device's statistics in debugfs; none if debugfs could not take them.
+    _debugfs: Option<DeviceDebugfs>,
     _parent: PhantomData<&'bound Device<Bound>>,
 }
 
@@ -305,6 +321,8 @@ impl<'bound> Registration<'bound> {
         });
         match node {
             Ok(node) => Ok(Self {
+                // Statistics are for people debugging; the device works without them.
+                _debugfs: DeviceDebugfs::new(subsystem.debugfs(), &device).ok(),
                 subsystem,
                 device,
                 node: Some(node),

@@ -254,6 +254,11 @@ impl QueueInner {
         self.index
     }
 
+    /// The queue's counters and how many commands are in flight.
+    pub(crate) fn counters(&self) -> (uapi::QueueStatus, u32) {
+        self.ring.counters()
+    }
+
     /// Stops the queue if needed, gives it back to the driver, and drops every registered
     /// buffer. Called with the device's state lock held.
     pub(crate) fn put(&self) {
@@ -619,6 +624,16 @@ impl QueueInner {
 /// The status of a command whose memory could not be pinned: `EOPNOTSUPP` (a shared file
 /// mapping that the device would write) is an address without the access the command needs,
 /// `-EFAULT` in the completion ring, where `-EOPNOTSUPP` means an unknown opcode.
+/// The name of a `uapi::QueueState`, as fdinfo and debugfs show it.
+pub(crate) fn state_name(state: u32) -> &'static str {
+    match state {
+        s if s == uapi::QueueState::Init as u32 => "init",
+        s if s == uapi::QueueState::Started as u32 => "started",
+        s if s == uapi::QueueState::Orphaned as u32 => "orphaned",
+        _ => "dead",
+    }
+}
+
 fn fault_for_command(e: Error) -> Error {
     if e == EOPNOTSUPP {
         EFAULT
@@ -797,12 +812,7 @@ impl chrdev::Operations for QueueFile {
     /// queue is dead, `wd-in-flight` is 0 and every submitted command is counted as completed.
     fn show_fdinfo(queue: ArcBorrow<'_, QueueInner>, m: &SeqFile, _file: &File) {
         let (status, in_flight) = queue.ring.counters();
-        let state = match status.state {
-            s if s == uapi::QueueState::Init as u32 => "init",
-            s if s == uapi::QueueState::Started as u32 => "started",
-            s if s == uapi::QueueState::Orphaned as u32 => "orphaned",
-            _ => "dead",
-        };
+        let state = state_name(status.state);
         seq_print!(
             m,
             "wd-device:\t{}\nwd-queue-index:\t{}\nwd-state:\t{}\n",

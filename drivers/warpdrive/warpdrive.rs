@@ -24,6 +24,7 @@ use kernel::{
 
 mod buffer;
 mod command;
+mod debugfs;
 mod device;
 mod queue;
 mod ring;
@@ -55,6 +56,8 @@ pub(crate) struct Subsystem {
     region: chrdev::Region,
     #[pin]
     ids: Mutex<IdPool>,
+    /// `warpdrive/` in debugfs, for the devices' statistics.
+    debugfs: kernel::debugfs::Dir,
 }
 
 kernel::sync::global_lock! {
@@ -92,6 +95,11 @@ impl Subsystem {
     fn free_id(&self, id: u32) {
         self.ids.lock().release_id(id as usize);
     }
+
+    /// The subsystem's debugfs directory.
+    fn debugfs(&self) -> &kernel::debugfs::Dir {
+        &self.debugfs
+    }
 }
 
 struct Warpdrive;
@@ -105,6 +113,7 @@ impl kernel::Module for Warpdrive {
                 class: chrdev::Class::new(CLASS_NAME)?,
                 region: chrdev::Region::new(MINORS, CLASS_NAME)?,
                 ids <- new_mutex!(IdPool::with_capacity(64, GFP_KERNEL)?),
+                debugfs: kernel::debugfs::Dir::new(c"warpdrive"),
             }),
             GFP_KERNEL,
         )?;

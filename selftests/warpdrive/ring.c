@@ -891,4 +891,74 @@ TEST_F_TIMEOUT(ring, queues_processes, 180)
 	}
 }
 
+/* Reads the value of @key from /proc/self/fdinfo/@fd; -1 if absent. */
+static long long fdinfo_value(int fd, const char *key, char *str, size_t len)
+{
+	char path[64], line[256];
+	size_t klen = strlen(key);
+	long long val = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, key, klen) || line[klen] != ':')
+			continue;
+		if (str)
+			snprintf(str, len, "%s", line + klen + 1 +
+				 strspn(line + klen + 1, " \t"));
+		val = strtoll(line + klen + 1, NULL, 10);
+	}
+	fclose(f);
+	return val;
+}
+
+/*
+ * The counters as fdinfo and debugfs show them: the same as the status
+ * page's, with the commands in flight and the device's name.
+ */
+TEST_F(ring, fdinfo_and_debugfs)
+{
+	struct wd_desc d[3];
+	struct wd_cqe cqe[3];
+	struct wd_queue_status st;
+	char path[128], line[256], name[64], want[128];
+	bool found = false;
+	FILE *f;
+	int i;
+
+	for (i = 0; i < 3; i++)
+		d[i] = wd_mkdesc(WD_EDU_OP_NOP, i, NULL, NULL, 0, 0);
+	d[2].opcode = 0x7fff;	/* fails: an error completion */
+	ASSERT_EQ(0, wd_run(&self->q, d, 3, cqe, WD_WAIT_MS))
+		TH_LOG("%s", wd_ring_error());
+	wd_status(&self->q, &st);
+
+	EXPECT_EQ(3, fdinfo_value(self->q.fd, "wd-submitted", NULL, 0));
+	EXPECT_EQ(3, fdinfo_value(self->q.fd, "wd-completed", NULL, 0));
+	EXPECT_EQ(1, fdinfo_value(self->q.fd, "wd-errors", NULL, 0));
+	EXPECT_EQ(0, fdinfo_value(self->q.fd, "wd-in-flight", NULL, 0));
+	EXPECT_EQ((long long)st.queue_index,
+		  fdinfo_value(self->q.fd, "wd-queue-index", NULL, 0));
+	fdinfo_value(self->q.fd, "wd-state", line, sizeof(line));
+	EXPECT_STREQ("started\n", line);
+	fdinfo_value(self->q.fd, "wd-device", name, sizeof(name));
+	name[strcspn(name, "\n")] = 0;
+	EXPECT_STREQ(self->devs[0].name, name);
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/warpdrive/%s/queues",
+		 self->devs[0].name);
+	f = fopen(path, "r");
+	if (!f)
+		SKIP(return, "%s: %s (no debugfs?)", path, strerror(errno));
+	/* "index state submitted completed errors in_flight ..." */
+	snprintf(want, sizeof(want), "%u started 3 3 1 0 ", st.queue_index);
+	while (fgets(line, sizeof(line), f))
+		found |= !strncmp(line, want, strlen(want));
+	fclose(f);
+	EXPECT_TRUE(found) TH_LOG("no line \"%s...\" in %s", want, path);
+}
+
 TEST_HARNESS_MAIN

@@ -15,6 +15,8 @@
 #                       lockdep, kmemleak, fault injection) with an IOMMU;
 #                       the last line is "N passed, N failed" over all three
 #   make test-normal    only the first two (PROFILES=debug: only the last)
+#   make bench          the benchmark (samples/warpdrive/bench) in one guest
+#                       boot: table and build/bench.json, plot build/bench.png
 #   make rustfmt / rustfmtcheck, make clean
 #   make deps / make kernel   host set-up / the kernel build on their own
 #
@@ -54,6 +56,12 @@ DEMO := $(BUILD)/wd_demo
 EXAMPLE := $(BUILD)/wd_example
 IOMMU ?= off
 
+# make bench: its own guest image, so that it never replaces the one of a
+# test run, and the C module that it compares warpdrive's ioctl path with.
+BENCH := $(BUILD)/wd_bench
+BENCH_INITRAMFS := $(BUILD)/initramfs-bench.cpio.gz
+NULL_C := $(CURDIR)/wd_null_c.ko
+
 # The guest image is cheap to pack (under a second), so every boot repacks
 # it from whatever modules and binaries exist; scripts/initramfs.sh warns
 # about missing ones and the guest reports them as failed checks.
@@ -70,7 +78,7 @@ DEBUG_INITRAMFS := $(BUILD)/initramfs-debug.cpio.gz
 PROFILES ?= normal debug
 
 .PHONY: all deps kernel modules selftests demo run shell test test-normal \
-	rustfmt rustfmtcheck clean
+	bench rustfmt rustfmtcheck clean
 
 all: modules
 
@@ -142,6 +150,21 @@ test: kernel
 
 test-normal:
 	@$(MAKE) --no-print-directory test PROFILES=normal
+
+$(BENCH): samples/warpdrive/bench/wd_bench.c include/uapi/misc/warpdrive.h
+	@mkdir -p $(BUILD)
+	gcc -static -O2 -Wall -Wextra -I$(CURDIR)/include/uapi -o $@ $<
+
+# The numbers of one boot only mean something next to each other: the guest
+# runs every case side by side, and scripts/bench-report.py prints the table
+# and ratios and draws the plot.
+bench: modules demo $(BENCH)
+	@$(CURDIR)/scripts/initramfs.sh -o $(BENCH_INITRAMFS) \
+		$(addprefix -m ,$(MODULES) $(NULL_C)) -b $(BENCH)
+	@rm -f $(BUILD)/guest-bench.log $(BUILD)/bench.json $(BUILD)/bench.png
+	@$(CURDIR)/scripts/guest.sh bench $(IOMMU) $(BZIMAGE) \
+		$(BENCH_INITRAMFS) $(BUILD)/guest-bench.log; \
+	$(CURDIR)/scripts/bench-report.py $(BUILD)/guest-bench.log $(BUILD)
 
 # The kernel's own "make M=... rustfmt" formats the kernel's source tree,
 # not the external module's, so rustfmt runs here directly with the kernel's

@@ -17,7 +17,7 @@ set -euo pipefail
 PACKAGES=(
 	clang-19 lld-19 llvm-19 libclang-19-dev
 	flex bison bc libelf-dev libssl-dev cpio kmod xz-utils
-	busybox-static gcc libc6-dev make python3 file
+	busybox-static gcc libc6-dev make python3 python3-matplotlib file
 )
 # Each entry is package/suite; the suite is added with a pin of 100.
 PINNED_PACKAGES=(

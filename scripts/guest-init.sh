@@ -8,6 +8,8 @@
 #   wd.mode=test   load the modules, run the C example on each device, then
 #                  every kselftest listed in /wd/tests/TESTS
 #   wd.mode=shell  load the modules, then an interactive shell on the console
+#   wd.mode=bench  load the modules and wd_null_c.ko, run the benchmark
+#                  (samples/warpdrive/bench/wd_bench.c)
 #   wd.iommu=0|1   whether the host gave the guest an IOMMU; exported to the
 #                  tests as WD_EXPECT_IOMMU and checked here
 #   wd.profile=P   which kernel build this is (normal, debug); only a label
@@ -18,6 +20,8 @@
 #   ### wd: check NAME ok|fail [detail]
 #   ### wd: begin kselftest NAME / ### wd: end kselftest NAME rc=N
 #   ### wd: begin demo / ### wd: end demo rc=N
+#   ### wd: begin bench / ### wd: end bench rc=N   (its table)
+#   ### wd: begin bench-json / ### wd: end bench-json   (scripts/bench-report.py)
 #   ### wd: begin dmesg / ### wd: end dmesg   (the whole kernel log)
 #   ### wd: done
 # At the end the guest reboots; QEMU runs with -no-reboot, so it exits.
@@ -148,6 +152,30 @@ run_demo() {
 	mark "end driver log"
 }
 
+# The benchmark also compares warpdrive's ioctl path with a C misc device's,
+# wd_null_c.ko, which only this mode loads.
+run_bench() {
+	if insmod /wd/modules/wd_null_c.ko; then
+		check null-c-loaded ok
+	else
+		check null-c-loaded fail
+	fi
+	mark "begin bench"
+	if [ -x /wd/bin/wd_bench ]; then
+		timeout 1200 wd_bench -o /tmp/bench.json 2>&1
+		rc=$?
+	else
+		echo "wd_bench: not found in the initramfs"
+		rc=127
+	fi
+	mark "end bench rc=$rc"
+	if [ -f /tmp/bench.json ]; then
+		mark "begin bench-json"
+		cat /tmp/bench.json
+		mark "end bench-json"
+	fi
+}
+
 # The minimal C example (samples/warpdrive/wd_example.c) must keep working
 # as written, on every device.
 run_example() {
@@ -203,6 +231,9 @@ test)
 	;;
 run)
 	run_demo
+	;;
+bench)
+	run_bench
 	;;
 *)
 	echo "warpdrive guest: modules in /wd/modules, tests in /wd/tests, demo: wd_demo"

@@ -4,10 +4,11 @@
 # Boots warpdrive's test guest in QEMU with two edu devices.
 #
 # Usage: guest.sh MODE on|off BZIMAGE INITRAMFS [LOG]
-#   MODE     run, test or shell (see scripts/guest-init.sh)
+#   MODE     run, test, bench or shell (see scripts/guest-init.sh)
 #   on|off   with or without an emulated intel IOMMU
-#   LOG      run and test: the serial console is also written here, followed
-#            by a "### host: ..." line with QEMU's exit status and the time
+#   LOG      run, test and bench: the serial console is also written here,
+#            followed by a "### host: ..." line with QEMU's exit status and
+#            the time
 #
 # Why our own initramfs and QEMU command instead of virtme-ng: the guest needs
 # nothing from the host at run time (no 9p root, no udev for returning
@@ -38,7 +39,7 @@ kernel=${3:?bzImage}
 initrd=${4:?initramfs}
 log=${5:-}
 
-case "$mode" in run | test | shell) ;; *) echo "guest: bad mode $mode" >&2; exit 2 ;; esac
+case "$mode" in run | test | bench | shell) ;; *) echo "guest: bad mode $mode" >&2; exit 2 ;; esac
 case "$iommu" in on | off) ;; *) echo "guest: bad iommu $iommu" >&2; exit 2 ;; esac
 [ -f "$kernel" ] || { echo "guest: no kernel $kernel" >&2; exit 1; }
 [ -f "$initrd" ] || { echo "guest: no initramfs $initrd" >&2; exit 1; }
@@ -102,10 +103,11 @@ echo "### host: ${qemu[*]}" > "$log"
 start=$(date +%s%N)
 set +e
 # The terminal gets less than the log: never the dmesg dump at the end, and
-# in test mode not the kernel's console lines either (the boot log with its
-# hundreds of KUnit lines). scripts/report.py reads all of it from the log.
+# in test and bench mode not the kernel's console lines either (the boot log
+# with its hundreds of KUnit lines). scripts/report.py reads all of it from
+# the log.
 show_kernel=1
-[ "$mode" = test ] && show_kernel=0
+case "$mode" in test | bench) show_kernel=0 ;; esac
 echo "guest: $mode, ${WD_PROFILE:-normal} kernel, iommu=$iommu, $accel; serial console in $log"
 # --foreground keeps QEMU in the terminal's process group, so Ctrl-C
 # reaches it.

@@ -1,0 +1,1290 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * wd_bench: what warpdrive's shadow ring costs, measured side by side in one
+ * run ("make bench" boots a guest for it).
+ *
+ *   wd_bench [-o FILE] [-r REPS] [-t MS] [-c /dev/wd_null_c]
+ *
+ * Every case runs REPS times (default 9). The cases are interleaved: each
+ * repetition runs all of them once, forwards in even repetitions and
+ * backwards in odd ones, so that a slow phase of a noisy host hits every
+ * case alike and ratios between cases stay meaningful. Each sample runs as
+ * many iterations as take about MS milliseconds (default 40), counted once
+ * before the repetitions, in a pass that also warms everything up. A sample
+ * is the time per operation in ns; the table shows the median, min and max
+ * over the repetitions, and each ratio is the median of the per-repetition
+ * ratios of two cases measured in the same repetition.
+ *
+ * The table goes to stdout, the whole result as JSON to FILE, or to stdout
+ * after the table if no FILE is given.
+ *
+ * Uses nothing but the UAPI header. Under TCG the absolute numbers say
+ * little about hardware; the ratios are what to look at.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <misc/warpdrive.h>
+
+/*
+ * The "null" ioctl of a queue fd: a number in warpdrive's own range ('W',
+ * 0x10 to 0x3f) that no ioctl uses, below the drivers' range. The VFS passes
+ * it to warpdrive untouched (do_vfs_ioctl() only takes the generic FIO and
+ * FS_IOC numbers), and warpdrive answers ENOTTY after its one check that the
+ * device is still there, without calling the driver or touching the
+ * argument: the least an ioctl on a queue does. KICK with an empty ring is
+ * measured too, as the cheapest ioctl that does something.
+ */
+#define NULL_IOCTL		_IO('W', 0x3f)
+
+#define MAX_REPS		31
+#define MAX_CASES		80
+#define MAX_RATIOS		16
+#define WAIT_MS			30000
+#define KIB			1024UL
+#define MIB			(1024 * KIB)
+/* The memcpy buffers: room for the largest batch of the largest size. */
+#define COPY_BUF		(4 * MIB)
+#define INVAL_PAGES		256
+#define SCALE_BATCH		64
+#define CRC_LEN			64
+
+static const char *usage =
+	"usage: wd_bench [-o FILE] [-r REPS] [-t MS] [-c NULL_DEV]\n";
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fprintf(stderr, "wd_bench: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n");
+	exit(1);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/* ---- a shadow-ring queue ---- */
+
+struct queue {
+	const char *dev;
+	int fd;
+	struct wd_queue_status *st;
+	size_t st_len;
+	void *dus;
+	size_t dus_len;
+	struct wd_ring_header *hdr;
+	struct wd_desc *sq;
+	struct wd_cqe *cq;
+	uint32_t sq_entries, cq_entries;
+	/* We are the only writer of these two, so they are cached. */
+	uint32_t sq_tail, cq_head;
+};
+
+static size_t region_size(const char *dev, const char *attr)
+{
+	char path[256];
+	unsigned long v = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/class/uacce/%s/%s", dev, attr);
+	f = fopen(path, "re");
+	if (!f || fscanf(f, "%lu", &v) != 1)
+		die("cannot read %s", path);
+	fclose(f);
+	return v;
+}
+
+/* Opens and starts a queue of @dev; -errno (EBUSY: none left) on failure. */
+static int queue_open(struct queue *q, const char *dev)
+{
+	char node[128];
+	long pg = sysconf(_SC_PAGESIZE);
+
+	memset(q, 0, sizeof(*q));
+	q->dev = dev;
+	q->st_len = region_size(dev, "region_mmio_size");
+	q->dus_len = region_size(dev, "region_dus_size");
+	snprintf(node, sizeof(node), "/dev/%s", dev);
+	q->fd = open(node, O_RDWR | O_CLOEXEC);
+	if (q->fd < 0)
+		return -errno;
+	if (ioctl(q->fd, WD_CMD_START_Q))
+		die("%s: START_Q: %s", node, strerror(errno));
+	q->st = mmap(NULL, q->st_len, PROT_READ, MAP_SHARED, q->fd,
+		     WD_REGION_MMIO * pg);
+	q->dus = mmap(NULL, q->dus_len, PROT_READ | PROT_WRITE, MAP_SHARED,
+		      q->fd, WD_REGION_DUS * pg);
+	if (q->st == MAP_FAILED || q->dus == MAP_FAILED)
+		die("%s: mmap: %s", node, strerror(errno));
+	q->hdr = q->dus;
+	if (q->hdr->magic != WD_RING_MAGIC ||
+	    q->hdr->desc_size != sizeof(struct wd_desc) ||
+	    q->hdr->cqe_size != sizeof(struct wd_cqe) ||
+	    q->st->magic != WD_QUEUE_STATUS_MAGIC)
+		die("%s: not a shadow-ring queue", node);
+	q->sq = (void *)((char *)q->dus + q->hdr->sq_offset);
+	q->cq = (void *)((char *)q->dus + q->hdr->cq_offset);
+	q->sq_entries = q->hdr->sq_entries;
+	q->cq_entries = q->hdr->cq_entries;
+	q->sq_tail = q->hdr->sq_tail;
+	q->cq_head = q->hdr->cq_head;
+	return 0;
+}
+
+/* A queue on the first of @devs, in order, that has one free. */
+static void queue_open_any(struct queue *q, char devs[][32], int ndevs)
+{
+	int i, ret = -ENODEV;
+
+	for (i = 0; i < ndevs; i++) {
+		ret = queue_open(q, devs[i]);
+		if (!ret)
+			return;
+		if (ret != -EBUSY)
+			die("open /dev/%s: %s", devs[i], strerror(-ret));
+	}
+	die("no free queue: %s", strerror(-ret));
+}
+
+static void push(struct queue *q, const struct wd_desc *d)
+{
+	q->sq[q->sq_tail++ & (q->sq_entries - 1)] = *d;
+}
+
+static void publish(struct queue *q)
+{
+	__atomic_store_n(&q->hdr->sq_tail, q->sq_tail, __ATOMIC_RELEASE);
+}
+
+/*
+ * KICK, which must take all @n published descriptors: the benchmark never
+ * leaves completions unreaped, so the completion ring always has room.
+ */
+static void kick(struct queue *q, unsigned int n)
+{
+	int ret = ioctl(q->fd, WD_IOCTL_KICK);
+
+	if (ret < 0)
+		die("%s: KICK: %s", q->dev, strerror(errno));
+	if ((unsigned int)ret != n)
+		die("%s: KICK took %d of %u", q->dev, ret, n);
+}
+
+/*
+ * Reaps @n completions, sleeping in poll() while there is none, as an
+ * application would. A failed command makes the numbers meaningless, so it
+ * ends the run.
+ */
+/* poll() calls that reap() made: how often the benchmark slept. */
+static unsigned long npolls;
+
+static void reap(struct queue *q, unsigned int n)
+{
+	struct pollfd pfd = { .fd = q->fd, .events = POLLIN };
+	uint32_t tail, avail, i;
+	struct wd_cqe *c;
+
+	while (n) {
+		tail = __atomic_load_n(&q->hdr->cq_tail, __ATOMIC_ACQUIRE);
+		avail = tail - q->cq_head;
+		if (!avail) {
+			npolls++;
+			if (poll(&pfd, 1, WAIT_MS) <= 0 ||
+			    (pfd.revents & (POLLERR | POLLHUP)))
+				die("%s: no completion in %d ms", q->dev,
+				    WAIT_MS);
+			continue;
+		}
+		if (avail > n)
+			die("%s: %u completions, expected %u", q->dev, avail,
+			    n);
+		for (i = 0; i < avail; i++) {
+			c = &q->cq[(q->cq_head + i) & (q->cq_entries - 1)];
+			if (c->status)
+				die("%s: command %llu failed: %s", q->dev,
+				    (unsigned long long)c->user_data,
+				    strerror(-c->status));
+		}
+		q->cq_head += avail;
+		__atomic_store_n(&q->hdr->cq_head, q->cq_head,
+				 __ATOMIC_RELEASE);
+		n -= avail;
+	}
+}
+
+static struct wd_desc mkdesc(uint16_t op, const void *src, void *dst,
+			     uint64_t len)
+{
+	return (struct wd_desc){
+		.opcode = op,
+		.src = (uintptr_t)src,
+		.dst = (uintptr_t)dst,
+		.len = len,
+	};
+}
+
+static uint32_t reg(struct queue *q, void *addr, size_t len, uint32_t flags)
+{
+	struct wd_register r = {
+		.addr = (uintptr_t)addr, .len = len, .flags = flags,
+	};
+
+	if (ioctl(q->fd, WD_IOCTL_REGISTER, &r))
+		die("%s: REGISTER %zu bytes: %s", q->dev, len,
+		    strerror(errno));
+	return r.handle;
+}
+
+static void unreg(struct queue *q, uint32_t handle)
+{
+	if (ioctl(q->fd, WD_IOCTL_UNREGISTER, &handle))
+		die("%s: UNREGISTER: %s", q->dev, strerror(errno));
+}
+
+/* A counter of a queue's status page, which the kernel updates. */
+static uint64_t counter(const __u64 *field)
+{
+	return __atomic_load_n(field, __ATOMIC_RELAXED);
+}
+
+/*
+ * Writes a byte to every page of [p, p + len), which faults them in. Far
+ * cheaper than memset() under TCG, where glibc's string functions can crawl
+ * (its memcpy() of 4 to 64 KiB ran at about 20 MiB/s in this guest).
+ */
+static void touch(char *p, size_t len, char val)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	size_t i;
+
+	for (i = 0; i < len; i += pg)
+		p[i] = val;
+}
+
+/*
+ * Private anonymous memory, faulted in. Without transparent huge pages, so
+ * that pinning costs are per 4 KiB page whatever the guest's THP setting.
+ */
+static char *alloc(size_t len)
+{
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		die("mmap %zu: %s", len, strerror(errno));
+	madvise(p, len, MADV_NOHUGEPAGE);
+	touch(p, len, 0x5a);
+	return p;
+}
+
+/* ---- cases ---- */
+
+struct bcase;
+/*
+ * Runs @iters iterations and returns the time of what the case measures,
+ * in ns. A case with a twin stores the twin's time in *aux.
+ */
+typedef uint64_t (*run_fn)(struct bcase *c, unsigned long iters,
+			   uint64_t *aux);
+
+struct bcase {
+	const char *group;
+	char name[48];
+	const char *unit;	/* the time per what: "ns/cmd", "ns/op"... */
+	char desc[160];
+	run_fn run;		/* NULL for a twin */
+	struct bcase *twin;	/* sampled by the same run */
+	struct bcase *same;	/* runs as many iterations as this one */
+	unsigned int ops;	/* operations per iteration */
+	size_t bytes;		/* per operation, for MiB/s */
+	unsigned int pages;	/* per operation, for ns/page */
+	int max_reps;		/* 0: every repetition */
+	unsigned long iters;	/* 0 until calibrated */
+	unsigned long max_iters;
+	long p1, p2;
+	struct queue *q;
+	char *a, *b;
+	uint32_t handle;
+	double v[MAX_REPS];	/* ns per operation, by repetition */
+	int n;
+	unsigned long polls;	/* poll() calls in the repetitions */
+	unsigned long polled_ops; /* operations of those repetitions */
+};
+
+struct ratio {
+	const char *name;
+	const char *desc;
+	struct bcase *num, *den;
+	int key;
+	double med, min, max, of_medians;
+	int n;
+};
+
+static struct bcase cases[MAX_CASES];
+static int ncases;
+static struct ratio ratios[MAX_RATIOS];
+static int nratios;
+static int null_c_fd = -1;
+
+static struct bcase *add(const char *group, const char *unit, run_fn run,
+			 unsigned int ops, const char *name_fmt, ...)
+{
+	struct bcase *c;
+	va_list ap;
+
+	if (ncases == MAX_CASES)
+		die("too many cases");
+	c = &cases[ncases++];
+	c->group = group;
+	c->unit = unit;
+	c->run = run;
+	c->ops = ops;
+	c->max_iters = 1000000;
+	va_start(ap, name_fmt);
+	vsnprintf(c->name, sizeof(c->name), name_fmt, ap);
+	va_end(ap);
+	return c;
+}
+
+static void describe(struct bcase *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->desc, sizeof(c->desc), fmt, ap);
+	va_end(ap);
+}
+
+static struct bcase *twin_of(struct bcase *c, const char *unit,
+			     const char *name_fmt, ...)
+{
+	struct bcase *t = add(c->group, unit, NULL, c->ops, "%s", "");
+	va_list ap;
+
+	va_start(ap, name_fmt);
+	vsnprintf(t->name, sizeof(t->name), name_fmt, ap);
+	va_end(ap);
+	c->twin = t;
+	t->bytes = c->bytes;
+	t->pages = c->pages;
+	return t;
+}
+
+static void add_ratio(const char *name, struct bcase *num, struct bcase *den,
+		      int key, const char *desc)
+{
+	if (nratios == MAX_RATIOS)
+		die("too many ratios");
+	ratios[nratios++] = (struct ratio){
+		.name = name, .desc = desc, .num = num, .den = den, .key = key,
+	};
+}
+
+/* (1) submission */
+
+/* p1 NOPs per KICK, then all of them reaped. *aux: the KICKs alone. */
+static uint64_t run_nop_batch(struct bcase *c, unsigned long iters,
+			      uint64_t *aux)
+{
+	struct wd_desc d = mkdesc(WD_EDU_OP_NOP, NULL, NULL, 0);
+	uint64_t t0 = now_ns(), t1, k = 0;
+	unsigned long i;
+	long j;
+
+	for (i = 0; i < iters; i++) {
+		for (j = 0; j < c->p1; j++)
+			push(c->q, &d);
+		publish(c->q);
+		t1 = now_ns();
+		kick(c->q, c->p1);
+		k += now_ns() - t1;
+		reap(c->q, c->p1);
+	}
+	*aux = k;
+	return now_ns() - t0;
+}
+
+/* p1 NOPs with a KICK each, reaped once all are in. *aux: the KICKs. */
+static uint64_t run_nop_kick_each(struct bcase *c, unsigned long iters,
+				  uint64_t *aux)
+{
+	struct wd_desc d = mkdesc(WD_EDU_OP_NOP, NULL, NULL, 0);
+	uint64_t t0 = now_ns(), t1, k = 0;
+	unsigned long i;
+	long j;
+
+	for (i = 0; i < iters; i++) {
+		for (j = 0; j < c->p1; j++) {
+			push(c->q, &d);
+			publish(c->q);
+			t1 = now_ns();
+			kick(c->q, 1);
+			k += now_ns() - t1;
+		}
+		reap(c->q, c->p1);
+	}
+	*aux = k;
+	return now_ns() - t0;
+}
+
+static uint64_t run_kick_empty(struct bcase *c, unsigned long iters,
+			       uint64_t *aux)
+{
+	uint64_t t0 = now_ns();
+	unsigned long i;
+
+	(void)aux;
+	for (i = 0; i < iters; i++)
+		kick(c->q, 0);
+	return now_ns() - t0;
+}
+
+static uint64_t run_null_wd(struct bcase *c, unsigned long iters,
+			    uint64_t *aux)
+{
+	uint64_t t0 = now_ns();
+	unsigned long i;
+
+	(void)aux;
+	for (i = 0; i < iters; i++)
+		if (ioctl(c->q->fd, NULL_IOCTL, 0) != -1 || errno != ENOTTY)
+			die("null ioctl on %s: not ENOTTY", c->q->dev);
+	return now_ns() - t0;
+}
+
+static uint64_t run_null_c(struct bcase *c, unsigned long iters,
+			   uint64_t *aux)
+{
+	uint64_t t0 = now_ns();
+	unsigned long i;
+
+	(void)c;
+	(void)aux;
+	for (i = 0; i < iters; i++)
+		if (ioctl(null_c_fd, NULL_IOCTL, 0))
+			die("null ioctl on wd_null_c: %s", strerror(errno));
+	return now_ns() - t0;
+}
+
+static uint64_t run_getppid(struct bcase *c, unsigned long iters,
+			    uint64_t *aux)
+{
+	uint64_t t0 = now_ns();
+	unsigned long i;
+
+	(void)c;
+	(void)aux;
+	for (i = 0; i < iters; i++)
+		syscall(SYS_getppid);
+	return now_ns() - t0;
+}
+
+/* (2) copies */
+
+/*
+ * p2 commands of opcode p1 per KICK, the k-th copying bytes from a + k *
+ * bytes to b + k * bytes, then all reaped.
+ */
+static uint64_t run_copy_ring(struct bcase *c, unsigned long iters,
+			      uint64_t *aux)
+{
+	uint64_t t0 = now_ns();
+	struct wd_desc d;
+	unsigned long i;
+	long k;
+
+	(void)aux;
+	for (i = 0; i < iters; i++) {
+		for (k = 0; k < c->p2; k++) {
+			d = mkdesc(c->p1, c->a + k * c->bytes,
+				   c->b + k * c->bytes, c->bytes);
+			push(c->q, &d);
+		}
+		publish(c->q);
+		kick(c->q, c->p2);
+		reap(c->q, c->p2);
+	}
+	return now_ns() - t0;
+}
+
+/* write() into a tmpfs file (memfd), read() back: two copies. */
+static uint64_t run_memfd(struct bcase *c, unsigned long iters,
+			  uint64_t *aux)
+{
+	uint64_t t0 = now_ns();
+	unsigned long i;
+
+	(void)aux;
+	for (i = 0; i < iters; i++) {
+		if (pwrite(c->p1, c->a, c->bytes, 0) != (ssize_t)c->bytes ||
+		    pread(c->p1, c->b, c->bytes, 0) != (ssize_t)c->bytes)
+			die("memfd: %s", strerror(errno));
+	}
+	return now_ns() - t0;
+}
+
+/* (3) pinning */
+
+/*
+ * REGISTER then UNREGISTER of buffer a; *aux: UNREGISTER. With p1, the
+ * buffer gets new pages before each REGISTER (MADV_DONTNEED and a write to
+ * each page, untimed), as a buffer that a command pins again has.
+ */
+static uint64_t run_reg_unreg(struct bcase *c, unsigned long iters,
+			      uint64_t *aux)
+{
+	uint64_t t0, t1, t2, r = 0, u = 0;
+	unsigned long i;
+	uint32_t h;
+
+	for (i = 0; i < iters; i++) {
+		if (c->p1) {
+			if (madvise(c->a, c->bytes, MADV_DONTNEED))
+				die("madvise: %s", strerror(errno));
+			touch(c->a, c->bytes, (char)i);
+		}
+		t0 = now_ns();
+		h = reg(c->q, c->a, c->bytes, WD_REGISTER_WRITE);
+		t1 = now_ns();
+		unreg(c->q, h);
+		t2 = now_ns();
+		r += t1 - t0;
+		u += t2 - t1;
+	}
+	*aux = u;
+	return r;
+}
+
+/* One EMU_CRC32C of CRC_LEN bytes at the start of buffer a. */
+static void crc_cmd(struct bcase *c)
+{
+	struct wd_desc d = mkdesc(WD_EDU_OP_EMU_CRC32C, c->a, NULL, CRC_LEN);
+
+	push(c->q, &d);
+	publish(c->q);
+	kick(c->q, 1);
+	reap(c->q, 1);
+}
+
+static uint64_t run_crc_pinned(struct bcase *c, unsigned long iters,
+			       uint64_t *aux)
+{
+	uint64_t t0 = now_ns();
+	unsigned long i;
+
+	(void)aux;
+	for (i = 0; i < iters; i++)
+		crc_cmd(c);
+	return now_ns() - t0;
+}
+
+/*
+ * The registered buffer a loses its pages (p1: 0 MADV_DONTNEED, 1 munmap
+ * and a new mapping at the same address); the application writes to every
+ * page of it again, then a command uses it, which pins it again. Timed: the
+ * madvise() or munmap() (the notifier's invalidation) and, in *aux, the
+ * command. With p2, a is not registered and no command runs: what the
+ * madvise() or munmap() costs without warpdrive.
+ */
+static uint64_t run_invalidate(struct bcase *c, unsigned long iters,
+			       uint64_t *aux)
+{
+	uint64_t t0, t1, inval = 0, repin = 0, before = 0;
+	unsigned long i;
+	void *p;
+
+	if (!c->p2)
+		before = counter(&c->q->st->invalidations);
+
+	for (i = 0; i < iters; i++) {
+		t0 = now_ns();
+		if (c->p1 == 0) {
+			if (madvise(c->a, c->bytes, MADV_DONTNEED))
+				die("madvise: %s", strerror(errno));
+		} else if (munmap(c->a, c->bytes)) {
+			die("munmap: %s", strerror(errno));
+		}
+		t1 = now_ns();
+		inval += t1 - t0;
+		if (c->p1 == 1) {
+			p = mmap(c->a, c->bytes, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+				 -1, 0);
+			if (p != c->a)
+				die("mmap at %p: %s", c->a, strerror(errno));
+			madvise(c->a, c->bytes, MADV_NOHUGEPAGE);
+		}
+		touch(c->a, c->bytes, (char)i);
+		if (c->p2)
+			continue;
+		t0 = now_ns();
+		crc_cmd(c);
+		repin += now_ns() - t0;
+	}
+	/* Otherwise this measured something else than an invalidation. */
+	if (!c->p2 && counter(&c->q->st->invalidations) - before < iters)
+		die("%s: %llu invalidations for %lu iterations", c->name,
+		    (unsigned long long)(counter(&c->q->st->invalidations) -
+					     before), iters);
+	*aux = repin;
+	return inval;
+}
+
+/* (3) lookup scaling */
+
+static uint64_t rnd_state = 0x9e3779b97f4a7c15ULL;
+
+static uint64_t rnd(void)
+{
+	/* xorshift64: reproducible from run to run */
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return rnd_state;
+}
+
+/*
+ * SCALE_BATCH EMU_CRC32C commands per KICK, each on a random one of the p1
+ * one-page buffers registered at a, then all reaped. *aux: the KICKs alone.
+ */
+static uint64_t run_scaling(struct bcase *c, unsigned long iters,
+			    uint64_t *aux)
+{
+	uint64_t t0 = now_ns(), t1, k = 0;
+	long pg = sysconf(_SC_PAGESIZE);
+	struct wd_desc d;
+	unsigned long i;
+	int j;
+
+	for (i = 0; i < iters; i++) {
+		for (j = 0; j < SCALE_BATCH; j++) {
+			d = mkdesc(WD_EDU_OP_EMU_CRC32C,
+				   c->a + (rnd() % c->p1) * pg, NULL,
+				   CRC_LEN);
+			push(c->q, &d);
+		}
+		publish(c->q);
+		t1 = now_ns();
+		kick(c->q, SCALE_BATCH);
+		k += now_ns() - t1;
+		reap(c->q, SCALE_BATCH);
+	}
+	*aux = k;
+	return now_ns() - t0;
+}
+
+/* ---- running ---- */
+
+static void sample(struct bcase *c, int rep)
+{
+	unsigned long polls = npolls;
+	uint64_t aux = 0, t;
+
+	t = c->run(c, c->iters, &aux);
+	c->polls += npolls - polls;
+	c->polled_ops += c->iters * c->ops;
+	c->v[rep] = (double)t / (c->iters * c->ops);
+	c->n = rep + 1;
+	if (c->twin) {
+		c->twin->v[rep] = (double)aux / (c->iters * c->ops);
+		c->twin->n = rep + 1;
+		c->twin->iters = c->iters;
+	}
+}
+
+/*
+ * Picks the number of iterations that takes about @target_ns, from runs of
+ * growing length; the first run also warms the path up.
+ */
+static unsigned long clamp_iters(const struct bcase *c, double iters)
+{
+	if (iters < 2)
+		return 2;
+	return iters > c->max_iters ? c->max_iters : (unsigned long)iters;
+}
+
+static void calibrate(struct bcase *c, uint64_t target_ns)
+{
+	unsigned long iters = 1;
+	double per_iter;
+	uint64_t aux, t;
+
+	if (c->iters)
+		return;
+	if (c->same) {
+		calibrate(c->same, target_ns);
+		c->iters = c->same->iters;
+		c->run(c, 1, &aux);
+		return;
+	}
+	/* On the wall clock: a case may time only part of an iteration. */
+	for (;;) {
+		t = now_ns();
+		c->run(c, iters, &aux);
+		t = now_ns() - t;
+		if (t >= target_ns / 4 || iters >= c->max_iters)
+			break;
+		iters *= t < target_ns / 64 ? 16 : 4;
+	}
+	per_iter = (double)(t ? t : 1) / iters;
+	/*
+	 * Once more at the count found: a stall of the host in either run
+	 * would otherwise make every sample of the case short.
+	 */
+	iters = clamp_iters(c, target_ns / per_iter);
+	t = now_ns();
+	c->run(c, iters, &aux);
+	t = now_ns() - t;
+	if (t && (double)t / iters < per_iter)
+		per_iter = (double)t / iters;
+	c->iters = clamp_iters(c, target_ns / per_iter);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(const double *v, int n, double *min, double *max)
+{
+	double s[MAX_REPS];
+
+	memcpy(s, v, n * sizeof(*s));
+	qsort(s, n, sizeof(*s), cmp_double);
+	*min = s[0];
+	*max = s[n - 1];
+	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+static void compute_ratio(struct ratio *r)
+{
+	double v[MAX_REPS], a, b, lo, hi;
+	int i, n = r->num->n < r->den->n ? r->num->n : r->den->n;
+
+	for (i = 0; i < n; i++)
+		v[i] = r->num->v[i] / r->den->v[i];
+	r->n = n;
+	r->med = median(v, n, &r->min, &r->max);
+	a = median(r->num->v, r->num->n, &lo, &hi);
+	b = median(r->den->v, r->den->n, &lo, &hi);
+	r->of_medians = a / b;
+}
+
+/* ---- output ---- */
+
+static double polls_per_op(const struct bcase *c)
+{
+	return c->polled_ops ? (double)c->polls / c->polled_ops : 0;
+}
+
+static void print_extra(FILE *f, const struct bcase *c, double med)
+{
+	if (c->bytes && strcmp(c->group, "pinning"))
+		fprintf(f, "%10.2f MiB/s", c->bytes / med * 1e9 / MIB);
+	else if (c->pages)
+		fprintf(f, "%10.1f ns/page", med / c->pages);
+	else if (c->q && c->run)
+		fprintf(f, "%10.2f polls/cmd", polls_per_op(c));
+}
+
+static void print_table(void)
+{
+	const char *group = "";
+	double med, min, max;
+	int i;
+
+	printf("\n%-11s %-30s %-7s %12s %12s %12s %8s  %s\n", "group", "case",
+	       "unit", "median", "min", "max", "iters", "derived (median)");
+	for (i = 0; i < ncases; i++) {
+		struct bcase *c = &cases[i];
+
+		if (!c->n)
+			continue;
+		if (strcmp(group, c->group))
+			printf("\n");
+		group = c->group;
+		med = median(c->v, c->n, &min, &max);
+		printf("%-11s %-30s %-7s %12.0f %12.0f %12.0f %8lu  ", c->group,
+		       c->name, c->unit, med, min, max, c->iters);
+		print_extra(stdout, c, med);
+		printf("\n");
+	}
+	printf("\nratios (median of per-repetition ratios [min, max]):\n");
+	for (i = 0; i < nratios; i++) {
+		struct ratio *r = &ratios[i];
+
+		printf("%s %-34s %8.3f  [%.3f, %.3f]  %s\n", r->key ? "*" : " ",
+		       r->name, r->med, r->min, r->max, r->desc);
+	}
+	printf("(* key ratios)\n");
+}
+
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fputc('\\', f);
+		if ((unsigned char)*s < 0x20)
+			fprintf(f, "\\u%04x", *s);
+		else
+			fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+static void write_json(FILE *f, int reps, unsigned int target_ms,
+		       const char *dev, const char *dma_dev, double seconds)
+{
+	const char *profile = getenv("WD_PROFILE");
+	const char *iommu = getenv("WD_EXPECT_IOMMU");
+	double med, min, max;
+	struct utsname u;
+	int i, j;
+
+	uname(&u);
+	fprintf(f, "{\n  \"tool\": \"wd_bench\",\n  \"version\": 1,\n");
+	fprintf(f, "  \"kernel\": ");
+	json_str(f, u.release);
+	fprintf(f, ",\n  \"profile\": ");
+	json_str(f, profile ? profile : "unknown");
+	fprintf(f, ",\n  \"iommu\": %s,\n", iommu && !strcmp(iommu, "1") ?
+		"true" : "false");
+	fprintf(f, "  \"cpus\": %ld,\n  \"page_size\": %ld,\n",
+		sysconf(_SC_NPROCESSORS_ONLN), sysconf(_SC_PAGESIZE));
+	fprintf(f, "  \"reps\": %d,\n  \"target_ms\": %u,\n", reps, target_ms);
+	fprintf(f, "  \"seconds\": %.1f,\n", seconds);
+	fprintf(f, "  \"device\": \"%s\",\n  \"dma_device\": \"%s\",\n", dev,
+		dma_dev);
+	fprintf(f, "  \"null_ioctl\": \"0x%lx\",\n", (unsigned long)NULL_IOCTL);
+	fprintf(f, "  \"cases\": [\n");
+	for (i = 0, j = 0; i < ncases; i++) {
+		struct bcase *c = &cases[i];
+		int k;
+
+		if (!c->n)
+			continue;
+		med = median(c->v, c->n, &min, &max);
+		fprintf(f, "%s    {\"group\": ", j++ ? ",\n" : "");
+		json_str(f, c->group);
+		fprintf(f, ", \"name\": ");
+		json_str(f, c->name);
+		fprintf(f, ", \"unit\": ");
+		json_str(f, c->unit);
+		fprintf(f, ",\n     \"desc\": ");
+		json_str(f, c->desc);
+		fprintf(f, ",\n     \"iters\": %lu, \"ops_per_iter\": %u, \"bytes\": %zu, \"pages\": %u, \"polls_per_op\": %.3f,\n",
+			c->iters, c->ops, c->bytes, c->pages, polls_per_op(c));
+		fprintf(f, "     \"median\": %.1f, \"min\": %.1f, \"max\": %.1f, \"samples\": [",
+			med, min, max);
+		for (k = 0; k < c->n; k++)
+			fprintf(f, "%s%.1f", k ? ", " : "", c->v[k]);
+		fprintf(f, "]}");
+	}
+	fprintf(f, "\n  ],\n  \"ratios\": [\n");
+	for (i = 0; i < nratios; i++) {
+		struct ratio *r = &ratios[i];
+
+		fprintf(f, "    {\"name\": ");
+		json_str(f, r->name);
+		fprintf(f, ", \"key\": %s, \"num\": ", r->key ? "true" : "false");
+		json_str(f, r->num->name);
+		fprintf(f, ", \"den\": ");
+		json_str(f, r->den->name);
+		fprintf(f, ",\n     \"desc\": ");
+		json_str(f, r->desc);
+		fprintf(f, ",\n     \"median\": %.4f, \"min\": %.4f, \"max\": %.4f, \"of_medians\": %.4f, \"n\": %d}%s\n",
+			r->med, r->min, r->max, r->of_medians, r->n,
+			i + 1 < nratios ? "," : "");
+	}
+	fprintf(f, "  ]\n}\n");
+}
+
+/* ---- set-up ---- */
+
+static int list_edu(char devs[][32], int max)
+{
+	char path[64];
+	int i, n = 0;
+
+	/* edu-0, edu-1, ...: the ids are small and dense. */
+	for (i = 0; i < 64 && n < max; i++) {
+		snprintf(path, sizeof(path), "/sys/class/uacce/edu-%d", i);
+		if (access(path, F_OK))
+			continue;
+		snprintf(devs[n++], 32, "edu-%d", i);
+	}
+	return n;
+}
+
+static const long nop_batches[] = { 1, 8, 64, 256 };
+static const size_t copy_sizes[] = { 4 * KIB, 64 * KIB, MIB };
+/* Commands per KICK for throughput: at least 256 KiB, at most COPY_BUF. */
+static const long copy_batch[] = { 64, 16, 4 };
+static const unsigned int pin_pages[] = { 1, 16, 256 };
+static const long scale_bufs[] = { 10, 1000, 10000 };
+
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+
+int main(int argc, char **argv)
+{
+	const char *out = NULL, *null_dev = "/dev/wd_null_c";
+	static struct queue qa, qdma, qscale[ARRAY_SIZE(scale_bufs)];
+	struct bcase *c, *t, *b1 = NULL, *b64 = NULL, *each = NULL;
+	struct bcase *nwd, *nc, *kempty, *sysc, *reg4k = NULL;
+	struct bcase *unreg4k = NULL, *sc[ARRAY_SIZE(scale_bufs)][2];
+	struct bcase *crc, *rep_madv = NULL, *rep_unmap = NULL, *b;
+	struct bcase *inval[2][2];
+	long pg = sysconf(_SC_PAGESIZE);
+	char devs[16][32], *rsrc, *rdst, *usrc, *udst;
+	unsigned int target_ms = 40, i, j;
+	int reps = 9, ndev, opt, r, mfd;
+	uint64_t start = now_ns();
+	FILE *f;
+
+	while ((opt = getopt(argc, argv, "o:r:t:c:h")) != -1) {
+		switch (opt) {
+		case 'o':
+			out = optarg;
+			break;
+		case 'r':
+			reps = atoi(optarg);
+			break;
+		case 't':
+			target_ms = atoi(optarg);
+			break;
+		case 'c':
+			null_dev = optarg;
+			break;
+		default:
+			fputs(usage, stderr);
+			return 2;
+		}
+	}
+	if (reps < 1 || reps > MAX_REPS || !target_ms)
+		die("reps must be 1-%d, the target at least 1 ms", MAX_REPS);
+
+	ndev = list_edu(devs, 16);
+	if (!ndev)
+		die("no edu device in /sys/class/uacce");
+	null_c_fd = open(null_dev, O_RDWR | O_CLOEXEC);
+	if (null_c_fd < 0)
+		die("%s: %s (is wd_null_c.ko loaded?)", null_dev,
+		    strerror(errno));
+
+	/*
+	 * One queue for submission, copies and pinning, one for each buffer
+	 * count of the lookup scaling (a queue's buffers are one tree), and
+	 * the real DMA engine on the last device, so that its 100 ms
+	 * transfers never share a scheduler with the bulk engine's turns.
+	 */
+	queue_open_any(&qa, devs, ndev);
+	for (i = 0; i < ARRAY_SIZE(scale_bufs); i++)
+		queue_open_any(&qscale[i], devs, ndev);
+	queue_open_any(&qdma, devs + ndev - 1, 1);
+	printf("wd_bench: queues on %s (submission, copies, pinning), %s %s %s (lookup scaling), %s (DMA_COPY); %d repetitions of about %u ms per case\n",
+	       qa.dev, qscale[0].dev, qscale[1].dev, qscale[2].dev, qdma.dev,
+	       reps, target_ms);
+
+	/* (1) submission cost per command */
+	for (i = 0; i < ARRAY_SIZE(nop_batches); i++) {
+		long batch = nop_batches[i];
+
+		c = add("submission", "ns/cmd", run_nop_batch, batch,
+			"nop_batch_%ld", batch);
+		c->q = &qa;
+		c->p1 = batch;
+		describe(c, "%ld NOPs written, one KICK, %ld completions reaped (poll() while none)",
+			 batch, batch);
+		t = twin_of(c, "ns/cmd", "nop_batch_%ld_kick", batch);
+		describe(t, "the KICK ioctl alone of nop_batch_%ld, per command",
+			 batch);
+		if (batch == 1)
+			b1 = c;
+		if (batch == 64)
+			b64 = c;
+	}
+	each = add("submission", "ns/cmd", run_nop_kick_each, 64,
+		   "nop_kick_each_64");
+	each->q = &qa;
+	each->p1 = 64;
+	describe(each, "64 NOPs, each written and KICKed on its own (64 ioctls), then the 64 completions reaped");
+	t = twin_of(each, "ns/cmd", "nop_kick_each_64_kick");
+	describe(t, "the 64 KICK ioctls alone of nop_kick_each_64, per command");
+	kempty = add("submission", "ns/call", run_kick_empty, 1, "kick_empty");
+	kempty->q = &qa;
+	describe(kempty, "KICK with nothing published: returns 0");
+	nwd = add("submission", "ns/call", run_null_wd, 1, "null_ioctl_wd");
+	nwd->q = &qa;
+	describe(nwd, "ioctl(queue fd, _IO('W', 0x3f)): unused number, ENOTTY from warpdrive's dispatch (Rust)");
+	nc = add("submission", "ns/call", run_null_c, 1, "null_ioctl_c");
+	nc->same = nwd;
+	describe(nc, "ioctl(/dev/wd_null_c, _IO('W', 0x3f)): the C misc device's null ioctl, returns 0; as many calls as null_ioctl_wd");
+	sysc = add("submission", "ns/call", run_getppid, 1, "syscall_getppid");
+	describe(sysc, "syscall(SYS_getppid): a system call that reaches no driver");
+
+	/* (2) copies */
+	rsrc = alloc(COPY_BUF);
+	rdst = alloc(COPY_BUF);
+	usrc = alloc(COPY_BUF);
+	udst = alloc(COPY_BUF);
+	for (i = 0; i < COPY_BUF; i++)
+		rsrc[i] = usrc[i] = (char)(i * 131 + (i >> 12));
+	reg(&qa, rsrc, COPY_BUF, 0);
+	reg(&qa, rdst, COPY_BUF, WD_REGISTER_WRITE);
+	mfd = memfd_create("wd_bench", MFD_CLOEXEC);
+	if (mfd < 0)
+		die("memfd_create: %s", strerror(errno));
+	for (i = 0; i < ARRAY_SIZE(copy_sizes); i++) {
+		size_t s = copy_sizes[i];
+		unsigned int kb = s / KIB;
+
+		for (j = 0; j < 4; j++) {
+			int regd = j % 2 == 0, tput = j >= 2;
+			long batch = tput ? copy_batch[i] : 1;
+
+			c = add("memcpy", tput ? "ns/cmd" : "ns/op",
+				run_copy_ring, batch, "emu_memcpy_%s_%s_%uk",
+				regd ? "reg" : "unreg",
+				tput ? "tput" : "lat", kb);
+			c->q = &qa;
+			c->p1 = WD_EDU_OP_EMU_MEMCPY;
+			c->p2 = batch;
+			c->bytes = s;
+			c->a = regd ? rsrc : usrc;
+			c->b = regd ? rdst : udst;
+			if (tput)
+				describe(c, "%ld EMU_MEMCPY of %u KiB per KICK, %s buffers, then reaped: time per command",
+					 batch, kb, regd ? "registered" :
+					 "unregistered (pinned and mapped per command)");
+			else
+				describe(c, "one EMU_MEMCPY of %u KiB, KICK, wait for its completion; %s buffers",
+					 kb, regd ? "registered" :
+					 "unregistered (pinned and mapped per command)");
+			if (s == 4 * KIB && !tput && regd)
+				reg4k = c;
+			if (s == 4 * KIB && !tput && !regd)
+				unreg4k = c;
+		}
+		c = add("memcpy", "ns/op", run_memfd, 1, "memfd_write_read_%uk",
+			kb);
+		c->p1 = mfd;
+		c->bytes = s;
+		c->a = usrc;
+		c->b = udst;
+		describe(c, "pwrite() of %u KiB into a memfd (tmpfs page cache) at 0, pread() back: two copies through the kernel",
+			 kb);
+	}
+	c = add("memcpy", "ns/op", run_copy_ring, 1, "edu_dma_copy_4k");
+	c->q = &qdma;
+	c->p1 = WD_EDU_OP_DMA_COPY;
+	c->p2 = 1;
+	c->bytes = 4 * KIB;
+	c->a = alloc(4 * KIB);
+	c->b = alloc(4 * KIB);
+	reg(&qdma, c->a, 4 * KIB, 0);
+	reg(&qdma, c->b, 4 * KIB, WD_REGISTER_WRITE);
+	c->iters = 1;
+	c->max_reps = 3;
+	describe(c, "one DMA_COPY of 4 KiB on the real edu device, registered buffers: bound by the device model (QEMU takes 100 ms per transfer)");
+
+	/* (3) pinning, unpinning, invalidation */
+	for (i = 0; i < ARRAY_SIZE(pin_pages); i++) {
+		unsigned int p = pin_pages[i];
+
+		c = add("pinning", "ns/op", run_reg_unreg, 1, "register_%up",
+			p);
+		c->q = &qa;
+		c->bytes = p * pg;
+		c->pages = p;
+		c->a = alloc(p * pg);
+		describe(c, "REGISTER (WD_REGISTER_WRITE) of %u faulted-in page(s): pin and DMA-map", p);
+		t = twin_of(c, "ns/op", "unregister_%up", p);
+		describe(t, "UNREGISTER of the same %u page(s): unmap and unpin",
+			 p);
+	}
+	c = add("pinning", "ns/op", run_reg_unreg, 1, "register_new_%dp",
+		INVAL_PAGES);
+	c->q = &qa;
+	c->p1 = 1;
+	c->bytes = INVAL_PAGES * pg;
+	c->pages = INVAL_PAGES;
+	c->a = alloc(c->bytes);
+	describe(c, "REGISTER of %d pages just faulted in again (MADV_DONTNEED and a write to each page before, untimed): compare repin_*",
+		 INVAL_PAGES);
+	t = twin_of(c, "ns/op", "unregister_new_%dp", INVAL_PAGES);
+	describe(t, "UNREGISTER of those %d pages", INVAL_PAGES);
+	crc = add("pinning", "ns/op", run_crc_pinned, 1, "crc_cmd_pinned_%dp",
+		  INVAL_PAGES);
+	crc->q = &qa;
+	crc->a = alloc(INVAL_PAGES * pg);
+	crc->bytes = INVAL_PAGES * pg;
+	reg(&qa, crc->a, crc->bytes, WD_REGISTER_WRITE);
+	describe(crc, "EMU_CRC32C of %d bytes in a registered %d-page buffer that is pinned: the baseline of the repin_* cases",
+		 CRC_LEN, INVAL_PAGES);
+	for (i = 0; i < 2; i++) {
+		const char *how = i ? "munmap" : "madvise";
+
+		c = add("pinning", "ns/op", run_invalidate, 1,
+			"inval_%s_%dp", how, INVAL_PAGES);
+		c->q = &qa;
+		c->p1 = i;
+		c->bytes = INVAL_PAGES * pg;
+		c->pages = INVAL_PAGES;
+		c->a = alloc(c->bytes);
+		reg(&qa, c->a, c->bytes, WD_REGISTER_WRITE);
+		describe(c, i ? "munmap() of a registered %d-page buffer: the notifier waits, unmaps, unpins (then mmap(MAP_FIXED) and a write to each page, untimed)" :
+			 "madvise(MADV_DONTNEED) of a registered %d-page buffer: the notifier waits, unmaps, unpins (then a write to each page, untimed)",
+			 INVAL_PAGES);
+		t = twin_of(c, "ns/op", "repin_%s_%dp", how,
+			    INVAL_PAGES);
+		describe(t, "the next EMU_CRC32C of %d bytes in that buffer: pins and maps all %d pages again (compare crc_cmd_pinned)",
+			 CRC_LEN, INVAL_PAGES);
+		if (i)
+			rep_unmap = t;
+		else
+			rep_madv = t;
+		/* The same without warpdrive. */
+		b = add("pinning", "ns/op", run_invalidate, 1,
+			"%s_unregistered_%dp", how, INVAL_PAGES);
+		b->p1 = i;
+		b->p2 = 1;
+		b->bytes = INVAL_PAGES * pg;
+		b->pages = INVAL_PAGES;
+		b->a = alloc(b->bytes);
+		describe(b, "the same %s() of a %d-page buffer that is not registered: the cost without warpdrive",
+			 how, INVAL_PAGES);
+		inval[i][0] = c;
+		inval[i][1] = b;
+	}
+
+	/* (3) lookup scaling */
+	for (i = 0; i < ARRAY_SIZE(scale_bufs); i++) {
+		long n = scale_bufs[i], k;
+		char *base = alloc(n * pg);
+
+		for (k = 0; k < n; k++)
+			reg(&qscale[i], base + k * pg, pg, 0);
+		if (counter(&qscale[i].st->buffers) != (uint64_t)n)
+			die("%s: %llu buffers registered, expected %ld",
+			    qscale[i].dev,
+			    (unsigned long long)counter(&qscale[i].st->buffers),
+			    n);
+		c = add("scaling", "ns/cmd", run_scaling, SCALE_BATCH,
+			"bufs_%ld_total", n);
+		c->q = &qscale[i];
+		c->p1 = n;
+		c->a = base;
+		describe(c, "%d EMU_CRC32C of %d bytes per KICK, each in a random one of %ld registered one-page buffers, then reaped",
+			 SCALE_BATCH, CRC_LEN, n);
+		t = twin_of(c, "ns/cmd", "bufs_%ld_kick", n);
+		describe(t, "the KICK ioctl alone of bufs_%ld_total: lookup, hold, submit, per command",
+			 n);
+		sc[i][0] = c;
+		sc[i][1] = t;
+	}
+
+	add_ratio("kick_batch64_vs_batch1", b64, b1, 1,
+		  "ns/cmd of 64 NOPs per KICK / ns/cmd of one KICK (and wait) per NOP");
+	add_ratio("kick_batch64_vs_kick_each", b64, each, 0,
+		  "ns/cmd of 64 NOPs per KICK / 64 NOPs with a KICK each, reaped together");
+	add_ratio("memcpy_4k_reg_vs_unreg", reg4k, unreg4k, 1,
+		  "latency of a 4 KiB EMU_MEMCPY, registered / unregistered buffers");
+	add_ratio("null_ioctl_rust_vs_c", nwd, nc, 1,
+		  "warpdrive's (Rust) null ioctl / the C misc device's");
+	add_ratio("kick_empty_vs_null_c", kempty, nc, 0,
+		  "KICK with an empty ring / the C misc device's null ioctl");
+	add_ratio("null_ioctl_c_vs_syscall", nc, sysc, 0,
+		  "the C misc device's null ioctl / getppid()");
+	add_ratio("kick_10000_vs_10_bufs", sc[2][1], sc[0][1], 1,
+		  "KICK ioctl per command, 10000 / 10 registered buffers (O(log n) lookup: near 1)");
+	add_ratio("total_10000_vs_10_bufs", sc[2][0], sc[0][0], 0,
+		  "KICK + completion per command, 10000 / 10 registered buffers");
+	add_ratio("kick_1000_vs_10_bufs", sc[1][1], sc[0][1], 0,
+		  "KICK ioctl per command, 1000 / 10 registered buffers");
+	add_ratio("inval_madvise_vs_unregistered", inval[0][0], inval[0][1],
+		  0, "MADV_DONTNEED of 256 pages, registered / not registered");
+	add_ratio("inval_munmap_vs_unregistered", inval[1][0], inval[1][1], 0,
+		  "munmap() of 256 pages, registered / not registered");
+	add_ratio("repin_madv_vs_pinned", rep_madv, crc, 0,
+		  "command after MADV_DONTNEED (re-pins 256 pages) / the same command on a pinned buffer");
+	add_ratio("repin_munmap_vs_pinned", rep_unmap, crc, 0,
+		  "command after munmap + new mapping (re-pins 256 pages) / on a pinned buffer");
+
+	/* A copy that is wrong would make its timing meaningless. */
+	for (i = 0; i < (unsigned int)ncases; i++) {
+		c = &cases[i];
+		if (c->run != run_copy_ring && c->run != run_memfd)
+			continue;
+		memset(c->b, 0, c->bytes * (c->p2 ? c->p2 : 1));
+		c->run(c, 1, NULL);
+		if (memcmp(c->a, c->b, c->bytes * (c->p2 ? c->p2 : 1)))
+			die("%s: the copy differs from its source", c->name);
+	}
+
+	printf("wd_bench: calibrating (%d cases)\n", ncases);
+	fflush(stdout);
+	for (i = 0; i < (unsigned int)ncases; i++)
+		if (cases[i].run)
+			calibrate(&cases[i], target_ms * 1000000ULL);
+
+	for (r = 0; r < reps; r++) {
+		printf("wd_bench: repetition %d of %d\n", r + 1, reps);
+		fflush(stdout);
+		for (i = 0; i < (unsigned int)ncases; i++) {
+			/* Backwards in odd repetitions. */
+			c = &cases[i];
+			if (r % 2)
+				c = &cases[ncases - 1 - i];
+			if (!c->run || (c->max_reps && r >= c->max_reps))
+				continue;
+			sample(c, c->max_reps ? c->n : r);
+		}
+	}
+	for (i = 0; i < (unsigned int)nratios; i++)
+		compute_ratio(&ratios[i]);
+
+	print_table();
+	if (out) {
+		f = fopen(out, "we");
+		if (!f)
+			die("%s: %s", out, strerror(errno));
+	} else {
+		f = stdout;
+		printf("### wd_bench: begin json\n");
+	}
+	write_json(f, reps, target_ms, qa.dev, qdma.dev,
+		   (now_ns() - start) / 1e9);
+	if (out) {
+		if (fclose(f))
+			die("%s: %s", out, strerror(errno));
+	} else {
+		printf("### wd_bench: end json\n");
+	}
+	return 0;
+}

@@ -77,8 +77,8 @@ DEBUG_MODULES := $(DEBUG_SRC)/warpdrive.ko $(DEBUG_SRC)/warpdrive_edu.ko
 DEBUG_INITRAMFS := $(BUILD)/initramfs-debug.cpio.gz
 PROFILES ?= normal debug
 
-.PHONY: all deps kernel modules selftests demo run shell test test-normal \
-	bench rustfmt rustfmtcheck clean
+.PHONY: all deps kernel modules selftests demo wdctl run shell test \
+	test-normal bench rustfmt rustfmtcheck clean
 
 all: modules
 
@@ -102,15 +102,21 @@ $(BUILD)/wd_%: samples/warpdrive/wd_%.c include/uapi/misc/warpdrive.h
 	@mkdir -p $(BUILD)
 	gcc -static -O2 -Wall -Wextra -I$(CURDIR)/include/uapi -o $@ $<
 
-run: modules demo
-	@$(mkinitramfs)
+# wdctl, for the tour after the demo (and for the shell).
+WDCTL := $(BUILD)/tools/wdctl
+wdctl:
+	@$(MAKE) --no-print-directory -C tools/warpdrive install \
+		DESTDIR=$(BUILD)/tools >/dev/null
+
+run: modules demo wdctl
+	@$(mkinitramfs) -b $(WDCTL)
 	@rm -f $(BUILD)/guest-run.log
 	@$(CURDIR)/scripts/guest.sh run $(IOMMU) $(BZIMAGE) $(INITRAMFS) \
 		$(BUILD)/guest-run.log; \
 	$(CURDIR)/scripts/report.py $(BUILD)/guest-run.log
 
-shell: modules demo
-	@$(mkinitramfs)
+shell: modules demo wdctl
+	@$(mkinitramfs) -b $(WDCTL)
 	@$(CURDIR)/scripts/guest.sh shell $(IOMMU) $(BZIMAGE) $(INITRAMFS)
 
 # A module or selftest build failure is counted as a failed check rather than

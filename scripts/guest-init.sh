@@ -140,11 +140,11 @@ run_demo() {
 	fi
 	mark "end demo rc=$rc"
 	# wdctl, the CLI of the user-space crate, on the same devices.
-	if [ -x /wd/tests/wdctl ]; then
+	if [ -x /wd/bin/wdctl ]; then
 		mark "begin wdctl"
-		/wd/tests/wdctl list
-		/wd/tests/wdctl run memcpy --size 16M
-		/wd/tests/wdctl run factorial 12
+		wdctl list
+		wdctl run memcpy --size 16M
+		wdctl run factorial 12
 		mark "end wdctl"
 	fi
 	mark "begin driver log"

@@ -3,9 +3,9 @@
 //! Devices: what a driver registers, their sysfs attributes, and their removal.
 
 use crate::{
+    debugfs::DeviceDebugfs,
     queue::{QueueContext, QueueEvents, QueueFile, QueueInner},
     ring::Ring,
-    debugfs::DeviceDebugfs,
     uapi, Opcode, Queue, Subsystem,
 };
 use core::{fmt::Write, marker::PhantomData};

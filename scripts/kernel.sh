@@ -36,8 +36,9 @@ inputs_key() {
 	{
 		sha256sum "$tarball" | cut -d' ' -f1
 		(cd "$here" && find rust -type f | LC_ALL=C sort | xargs sha256sum)
-		sha256sum "${fragments[@]}" "$here/scripts/kernel.sh" \
-			"$here/scripts/apply-rust.sh"
+		# Contents only, not paths: every clone shares the cache.
+		cat "${fragments[@]}" "$here/scripts/kernel.sh" \
+			"$here/scripts/apply-rust.sh" | sha256sum
 		rustc --version; bindgen --version; clang-19 --version | head -n1
 	} | sha256sum | cut -d' ' -f1
 }

@@ -33,14 +33,32 @@ pub(crate) const MAX_PIN_RETRIES: u32 = 8;
 
 /// A user range pinned and DMA-mapped for a device.
 ///
-/// Dropping it unmaps the pages from the device, then unpins them.
-#[pin_data(PinnedDrop)]
+/// Dropping it unmaps the pages from the device, then unpins them, then takes them off its
+/// queue's count of pinned pages, in the order of the fields.
+#[pin_data]
 pub(crate) struct Mapping {
     /// Declared first: unmapped before the pages are unpinned.
     #[pin]
     sgt: SGTable<Owned<Arc<PinnedPages>>>,
     pages: Arc<PinnedPages>,
+    /// Declared last: the queue's count falls only once the pages are unpinned and no longer
+    /// charged to `RLIMIT_MEMLOCK`, so user space that sees it fall can pin them again.
+    _counted: PinnedCount,
+}
+
+/// A mapping's pages on its queue's count of pinned pages; dropping it takes them off.
+struct PinnedCount {
     ring: Arc<Ring>,
+    count: u64,
+}
+
+impl Drop for PinnedCount {
+    fn drop(&mut self) {
+        let count = self.count;
+        self.ring.update_status(|status| {
+            status.pinned_pages = status.pinned_pages.saturating_sub(count)
+        });
+    }
 }
 
 impl Mapping {
@@ -69,7 +87,10 @@ impl Mapping {
             try_pin_init!(Self {
                 sgt <- SGTable::new(dev, pages.clone(), dir, GFP_KERNEL),
                 pages,
-                ring: ring.clone(),
+                _counted: PinnedCount {
+                    ring: ring.clone(),
+                    count,
+                },
             }),
             GFP_KERNEL,
         )?;
@@ -122,16 +143,6 @@ impl Mapping {
     /// Copies `src` to `offset` in the range, through the kernel's mapping of the pages.
     pub(crate) fn write(&self, offset: usize, src: &[u8]) -> Result {
         self.pages.copy_to(offset, src)
-    }
-}
-
-#[pinned_drop]
-impl PinnedDrop for Mapping {
-    fn drop(self: Pin<&mut Self>) {
-        let count = self.pages.page_count() as u64;
-        self.ring.update_status(|status| {
-            status.pinned_pages = status.pinned_pages.saturating_sub(count)
-        });
     }
 }
 

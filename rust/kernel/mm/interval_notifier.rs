@@ -115,6 +115,18 @@ pub trait IntervalNotifierOps: Send + Sync + Sized {
 #[derive(Copy, Clone, Debug)]
 pub struct ReadSeq(usize);
 
+impl ReadSeq {
+    /// The number, for the C side.
+    pub(crate) fn raw(self) -> usize {
+        self.0
+    }
+
+    /// A number that the C side returned for the notifier, as `hmm_range_fault()` updates it.
+    pub(crate) fn from_raw(seq: usize) -> Self {
+        Self(seq)
+    }
+}
+
 /// A notifier on one range of an address space, carrying data of type `T`.
 ///
 /// It is inserted when initialised and removed when dropped; once dropped, its callback neither
@@ -196,6 +208,27 @@ impl<T: IntervalNotifierOps> IntervalNotifier<T> {
     /// The notifier's data.
     pub fn data(&self) -> &T {
         &self.data
+    }
+
+    /// The first and the last byte of the watched range.
+    pub fn range(&self) -> (usize, usize) {
+        // SAFETY: By the type invariants, `sub` is inserted; its interval does not change until
+        // it is removed.
+        unsafe {
+            let tree = &(*self.sub.get()).interval_tree;
+            (tree.start, tree.last)
+        }
+    }
+
+    /// The `struct mmu_interval_notifier`, inserted (type invariants).
+    pub(crate) fn as_raw(&self) -> *mut bindings::mmu_interval_notifier {
+        self.sub.get()
+    }
+
+    /// The `struct mm_struct` the notifier watches.
+    pub(crate) fn mm_raw(&self) -> *mut bindings::mm_struct {
+        // SAFETY: By the type invariants, `sub` is inserted, which set `mm` for good.
+        unsafe { (*self.sub.get()).mm }
     }
 }
 

@@ -11,10 +11,18 @@
 use super::VmaNew;
 use crate::{
     bindings,
+    error::to_result,
+    page::{Page, PAGE_SIZE},
     prelude::*,
     sync::{Arc, ArcBorrow},
 };
 use core::marker::PhantomData;
+
+/// Kernel pages that a driver maps into user space with [`VmaNew::set_shared_pages`].
+pub trait SharedPageSource: Send + Sync + 'static {
+    /// The pages, in the order they are mapped from the start of the VMA.
+    fn pages(&self) -> &[Page];
+}
 
 impl VmaNew {
     /// Attaches `data` to this VMA, to be dropped when the mapping is gone.
@@ -27,18 +35,61 @@ impl VmaNew {
     /// `T` is dropped with the mmap lock held, so its destructor must not take the mmap lock or
     /// any lock that is held while faulting on user memory.
     ///
-    /// The operations installed here are code of the module that instantiates this function. It
-    /// must be the module that owns the file being mapped: the VMA's reference to that file is
-    /// what keeps the module loaded for as long as the VMA exists.
-    pub fn set_shared_data<T: Send + Sync + 'static>(&self, data: Arc<T>) {
+    /// # Safety
+    ///
+    /// The VMA's operations become code of the module that instantiates this function, and only
+    /// the VMA's reference to its file keeps a module loaded. The caller must be the module
+    /// that owns the file being mapped (its `file_operations`), so that the code stays for as
+    /// long as the VMA.
+    pub unsafe fn set_shared_data<T: Send + Sync + 'static>(&self, data: Arc<T>) {
         let vma = self.as_ptr();
         // SAFETY: The VMA is undergoing initial setup (type invariants of `VmaNew`), so nothing
         // else uses these fields yet. The reference taken by `into_raw` belongs to this VMA and
-        // is given back in `close`.
+        // is given back in `close`. The caller guarantees that the operations outlive the VMA.
         unsafe {
             (*vma).vm_private_data = Arc::into_raw(data).cast_mut().cast();
             (*vma).vm_ops = SharedDataVTable::<T>::build();
         }
+    }
+
+    /// Maps the pages of `data` from the start of this VMA, which must cover exactly as many
+    /// pages (`EINVAL` otherwise), and attaches `data` as with [`VmaNew::set_shared_data`], so
+    /// that the pages stay allocated for as long as the mapping.
+    ///
+    /// The pages are mapped with `remap_pfn_range()`, as uacce maps its queue memory: the VMA
+    /// becomes `VM_IO | VM_PFNMAP`, and its page-table entries are special. Nothing can pin
+    /// them or look them up with `get_user_pages()`, the lockless `pin_user_pages_fast()` or
+    /// `hmm_range_fault()`, so a device never reaches them through a user address, and they are
+    /// never counted as the process' own memory. The mapping is writable if the VMA is.
+    ///
+    /// On failure the VMA may be partly mapped; the caller fails the `mmap()`, which unmaps it.
+    ///
+    /// # Safety
+    ///
+    /// As for [`VmaNew::set_shared_data`].
+    pub unsafe fn set_shared_pages<T: SharedPageSource>(&self, data: Arc<T>) -> Result {
+        let pages = data.pages();
+        if self.end() - self.start() != pages.len() * PAGE_SIZE {
+            return Err(EINVAL);
+        }
+        let vma = self.as_ptr();
+        for (i, page) in pages.iter().enumerate() {
+            // SAFETY: The VMA is undergoing initial setup with the mmap lock held for writing,
+            // the range is one page inside it, and the page is allocated for as long as `data`,
+            // which the VMA keeps until it is closed (below).
+            to_result(unsafe {
+                bindings::remap_pfn_range(
+                    vma,
+                    self.start() + i * PAGE_SIZE,
+                    bindings::page_to_pfn(page.as_ptr()),
+                    PAGE_SIZE,
+                    (*vma).vm_page_prot,
+                )
+            })?;
+        }
+        // SAFETY: The caller's guarantee.
+        unsafe { self.set_shared_data(data) };
+        Ok(())
     }
 }
 

@@ -38,7 +38,8 @@ inputs_key() {
 		(cd "$here" && find rust -type f | LC_ALL=C sort | xargs sha256sum)
 		# Contents only, not paths: every clone shares the cache.
 		cat "${fragments[@]}" "$here/scripts/kernel.sh" \
-			"$here/scripts/apply-rust.sh" | sha256sum
+			"$here/scripts/apply-rust.sh" "$here/drivers/warpdrive/Kconfig" |
+			sha256sum
 		rustc --version; bindgen --version; clang-19 --version | head -n1
 	} | sha256sum | cut -d' ' -f1
 }
@@ -72,6 +73,22 @@ if [ ! -f "$tree/Makefile" ]; then
 fi
 
 "$here/scripts/apply-rust.sh" "$pristine" "$tree"
+
+# warpdrive's Kconfig entry, sourced from drivers/Kconfig, so that the
+# kernel has what the out-of-tree module selects. Written only when it
+# differs, as apply-rust.sh does, so that make rebuilds nothing for it.
+install_if_changed() {
+	cmp -s "$1" "$2" && return 0
+	mkdir -p "$(dirname "$2")"
+	cp "$1" "$2"
+	log "updated ${2#"$tree"/}"
+}
+install_if_changed "$here/drivers/warpdrive/Kconfig" "$tree/drivers/warpdrive/Kconfig"
+kconfig_stage=$(mktemp)
+# Inside the "Device Drivers" menu, which the file's last line closes.
+sed '$i source "drivers/warpdrive/Kconfig"' "$pristine/drivers/Kconfig" > "$kconfig_stage"
+install_if_changed "$kconfig_stage" "$tree/drivers/Kconfig"
+rm -f "$kconfig_stage"
 
 kmake() { make -C "$tree" -s "${KMAKEFLAGS[@]}" "$@"; }
 

@@ -4,10 +4,20 @@
 //! translated a descriptor, and how it completes them.
 
 use crate::{
-    buffer::{BufferHold, Mapping},
+    buffer::{Buffer, BufferRef, Pinned},
     ring::Ring,
 };
 use kernel::{dma::DmaAddress, prelude::*, sync::Arc};
+
+/// How the device reaches the operands of an opcode.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// By DMA, through [`Operand::for_each_dma_range`].
+    Dma,
+    /// With the CPU, through [`Operand::read`] and [`Operand::write`]: an engine that the driver
+    /// emulates in software. Such operands are never mapped for DMA.
+    Cpu,
+}
 
 /// How one of a driver's opcodes uses a descriptor. warpdrive checks every descriptor against
 /// it before the driver sees the command.
@@ -21,9 +31,11 @@ pub struct Opcode {
     pub dst: bool,
     /// The largest `len`, for opcodes with an operand.
     pub max_len: u64,
-    /// What `src`, `dst` and `len` must be multiples of, for opcodes with an operand (1 for
-    /// any).
+    /// What `src`, `dst` and `len` must be multiples of, for opcodes with an operand: a power
+    /// of two (1 for any).
     pub align: u64,
+    /// How the device reaches the operands.
+    pub reach: Reach,
 }
 
 impl Opcode {
@@ -33,42 +45,45 @@ impl Opcode {
     }
 }
 
-/// A range of user memory that a command reads or writes, pinned and mapped for the device for
-/// as long as the command lives.
+/// Where an operand's memory is.
+enum Memory {
+    /// In a registered buffer, from `offset` (bytes from the buffer's first byte).
+    Registered { buffer: BufferRef, offset: usize },
+    /// Pinned for this command alone.
+    Pinned(Pinned),
+}
+
+/// A range of user memory that a command reads or writes.
 ///
-/// The device reaches it through [`Operand::for_each_dma_range`]. A driver that emulates a
-/// device in software uses [`Operand::read`] and [`Operand::write`] instead, which go through
-/// the kernel's mapping of the same pages.
+/// The device reaches it through [`Operand::for_each_dma_range`], a driver that emulates the
+/// device in software through [`Operand::read`] and [`Operand::write`], as its [`Opcode`]
+/// declares. Each call is one access: while it runs, the pages stay where they are, and an
+/// invalidation of them waits for it; between calls, memory management may move or reclaim
+/// them, and the next call finds them again. A driver makes one access at a time on a command,
+/// and never one from within another's callback.
 pub struct Operand {
-    /// Declared before `hold`, so that it goes first.
-    mapping: Arc<Mapping>,
-    /// Where the operand starts in `mapping`.
-    offset: usize,
+    memory: Memory,
     len: usize,
-    /// For a registered buffer: keeps invalidations waiting until the command is done.
-    _hold: Option<BufferHold>,
+    /// Whether the device writes it (`dst`).
+    write: bool,
 }
 
 impl Operand {
-    /// An operand at `addr` of `len` bytes, in the pages held by `hold`.
-    pub(crate) fn registered(hold: BufferHold, addr: usize, len: usize) -> Result<Self> {
-        let mapping = hold.mapping().ok_or(EFAULT)?.clone();
-        let offset = addr.checked_sub(mapping.user_addr()).ok_or(EFAULT)?;
-        Ok(Self {
-            mapping,
-            offset,
+    /// An operand of `len` bytes at `offset` in a registered buffer.
+    pub(crate) fn registered(buffer: BufferRef, offset: usize, len: usize, write: bool) -> Self {
+        Self {
+            memory: Memory::Registered { buffer, offset },
             len,
-            _hold: Some(hold),
-        })
+            write,
+        }
     }
 
-    /// An operand that is all of `mapping`, pinned for one command.
-    pub(crate) fn pinned(mapping: Arc<Mapping>, len: usize) -> Self {
+    /// An operand that is all of `pinned`.
+    pub(crate) fn pinned(pinned: Pinned, len: usize, write: bool) -> Self {
         Self {
-            mapping,
-            offset: 0,
+            memory: Memory::Pinned(pinned),
             len,
-            _hold: None,
+            write,
         }
     }
 
@@ -82,36 +97,71 @@ impl Operand {
         self.len == 0
     }
 
+    fn check(&self, offset: usize, len: usize) -> Result {
+        if offset.checked_add(len).ok_or(EINVAL)? > self.len || len == 0 {
+            return Err(EINVAL);
+        }
+        Ok(())
+    }
+
+    fn registered_buffer(
+        buffer: &BufferRef,
+    ) -> Result<&kernel::mm::interval_notifier::IntervalNotifier<Buffer>> {
+        buffer.notifier().ok_or(ECANCELED)
+    }
+
     /// Calls `f(dma_address, len)` for each DMA-contiguous piece of `[offset, offset + len)` of
-    /// the operand, in order. Fails with `EINVAL` if the range does not fit in the operand.
+    /// the operand, in order, for an opcode that the device reaches by DMA ([`Reach::Dma`]).
+    ///
+    /// The device may use a piece only until `f` returns for it: `f` starts the transfer and
+    /// waits for it. Fails with `EINVAL` if the range does not fit in the operand, with
+    /// `EFAULT` if memory of a registered buffer is no longer mapped with the access needed,
+    /// and with `ECANCELED` once the owner's address space is gone.
     pub fn for_each_dma_range(
         &self,
         offset: usize,
         len: usize,
         f: impl FnMut(DmaAddress, usize) -> Result,
     ) -> Result {
-        if offset.checked_add(len).ok_or(EINVAL)? > self.len {
-            return Err(EINVAL);
+        self.check(offset, len)?;
+        match &self.memory {
+            Memory::Registered { buffer, offset: at } => {
+                let notifier = Self::registered_buffer(buffer)?;
+                Buffer::begin_access(notifier, at + offset, len, self.write)?.for_each_dma_range(f)
+            }
+            Memory::Pinned(pinned) => pinned.for_each_dma_range(offset, len, f),
         }
-        self.mapping
-            .for_each_dma_range(self.offset + offset, len, f)
     }
 
-    /// Copies `dst.len()` bytes at `offset` in the operand into `dst`, with the CPU.
+    /// Copies `dst.len()` bytes at `offset` in the operand into `dst`, with the CPU, for an
+    /// opcode that the driver emulates ([`Reach::Cpu`]). Fails like
+    /// [`Operand::for_each_dma_range`].
     pub fn read(&self, offset: usize, dst: &mut [u8]) -> Result {
-        if offset.checked_add(dst.len()).ok_or(EINVAL)? > self.len {
-            return Err(EINVAL);
+        self.check(offset, dst.len())?;
+        match &self.memory {
+            Memory::Registered { buffer, offset: at } => {
+                let notifier = Self::registered_buffer(buffer)?;
+                Buffer::begin_access(notifier, at + offset, dst.len(), self.write)?.read(0, dst)
+            }
+            Memory::Pinned(pinned) => pinned.read(offset, dst),
         }
-        self.mapping.read(self.offset + offset, dst)
     }
 
-    /// Copies `src` to `offset` in the operand, with the CPU. Fails with `EPERM` for an operand
-    /// that the device may only read.
+    /// Copies `src` to `offset` in the operand, with the CPU, for an opcode that the driver
+    /// emulates. Fails with `EPERM` for an operand that the device may only read, and otherwise
+    /// like [`Operand::read`].
     pub fn write(&self, offset: usize, src: &[u8]) -> Result {
-        if offset.checked_add(src.len()).ok_or(EINVAL)? > self.len {
-            return Err(EINVAL);
+        if !self.write {
+            return Err(EPERM);
         }
-        self.mapping.write(self.offset + offset, src)
+        self.check(offset, src.len())?;
+        match &self.memory {
+            Memory::Registered { buffer, offset: at } => {
+                let notifier = Self::registered_buffer(buffer)?;
+                Buffer::begin_access(notifier, at + offset, src.len(), true)?.write(0, src)
+            }
+            Memory::Pinned(pinned) => pinned.write(offset, src),
+        }
     }
 }
 
@@ -119,9 +169,11 @@ impl Operand {
 ///
 /// The driver runs it, then passes the result to [`Command::complete`]. A command that is
 /// dropped without being completed completes with `ECANCELED`: none is ever lost. Either way,
-/// its operands are released only after its completion is written, and only when the command
-/// is dropped: a driver must not drop a command while the device may still access its
-/// operands.
+/// its operands are released first (pins dropped, buffers let go), and then its completion is
+/// written, so that user space that reaps it can use the memory again at once. A driver must
+/// not drop a command while the device may still access its operands.
+///
+/// Completing or dropping a command may sleep.
 pub struct Command {
     opcode: u16,
     arg: u64,
@@ -192,12 +244,17 @@ impl Command {
     }
 
     /// Completes the command with `result`: the result for user space, or the error for its
-    /// status. The operands are released afterwards.
+    /// status.
     pub fn complete(mut self, result: Result<u64>) {
-        self.write_completion(result);
+        self.finish(result);
     }
 
-    fn write_completion(&mut self, result: Result<u64>) {
+    fn finish(&mut self, result: Result<u64>) {
+        kernel::task::might_sleep();
+        // Unpinning and letting go of buffers first: user space that reaps the completion must
+        // find its memory (and its RLIMIT_MEMLOCK) free, and UNREGISTER must not wait.
+        drop(self.src.take());
+        drop(self.dst.take());
         if let Some(ring) = self.ring.take() {
             ring.complete(self.user_data, result, self.len);
         }
@@ -206,8 +263,6 @@ impl Command {
 
 impl Drop for Command {
     fn drop(&mut self) {
-        self.write_completion(Err(ECANCELED));
-        // The operands go after the completion is written: whoever waits for them to be
-        // released (an invalidation, an unregistration) then knows it is visible.
+        self.finish(Err(ECANCELED));
     }
 }

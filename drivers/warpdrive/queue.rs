@@ -1,35 +1,31 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Queues: one per open file of a device node, with uacce's ioctls, mmap and poll.
+//! Queues: one per open file of a device node. Starting and stopping, registering memory, and
+//! taking commands from the shadow ring.
 
 use crate::{
-    buffer::{Buffer, Mapping, RegisteredBuffer, Registry, MAX_PIN_RETRIES},
-    command::{Command, Operand},
-    device::{self, WdDevice},
-    ring::Ring,
+    buffer::{Access, Buffer, BufferRef, Pinned, Registry},
+    command::{Command, Operand, Reach},
+    driver::Queue,
+    identity::Identity,
+    ring::{QueueEvents, Ring},
     uapi,
 };
 use kernel::{
-    bindings,
-    chrdev::{self, AttributeBuffer},
     device::{Bound, Device},
-    fs::File,
-    ioctl::{_IOC_DIR, _IOC_NR, _IOC_SIZE, _IOC_TYPE},
+    ioctl::_IOC_SIZE,
     mm::{
         interval_notifier::{Event, IntervalNotifier, IntervalNotifierOps, Invalidation},
-        pin::Access,
-        virt::{flags, VmaNew},
-        Mm,
+        virt::{SharedPageSource, VmaNew},
+        Mm, MmWithUser,
     },
     new_mutex, new_spinlock,
-    page::PAGE_SIZE,
+    page::{Page, PAGE_SIZE},
     prelude::*,
-    seq_file::{seq_print, SeqFile},
     sync::{
         aref::ARef,
         lock::{mutex::MutexBackend, Guard},
-        poll::{PollCondVar, PollTable},
-        Arc, ArcBorrow, Mutex, SpinLock,
+        Arc, Mutex, SpinLock,
     },
     uaccess::{UserPtr, UserSlice},
 };
@@ -37,14 +33,14 @@ use kernel::{
 /// The regions of a queue that user space maps, selected by the `mmap()` page offset.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Region {
-    /// Page offset 0, uacce's `UACCE_QFRT_MMIO`.
+    /// Page offset 0, uacce's `UACCE_QFRT_MMIO`: the status page.
     Mmio,
-    /// Page offset 1, uacce's `UACCE_QFRT_DUS`.
+    /// Page offset 1, uacce's `UACCE_QFRT_DUS`: the rings.
     Dus,
 }
 
 impl Region {
-    fn from_pgoff(pgoff: usize) -> Result<Self> {
+    pub(crate) fn from_pgoff(pgoff: usize) -> Result<Self> {
         match pgoff {
             0 => Ok(Self::Mmio),
             1 => Ok(Self::Dus),
@@ -54,79 +50,6 @@ impl Region {
 
     fn bit(self) -> u32 {
         1 << (self as u32)
-    }
-}
-
-/// The operations of a driver on one of its queues (uacce's `uacce_ops` for a queue).
-///
-/// warpdrive serialises them per queue. Dropping the queue puts it back to the driver; this
-/// happens when the file is released, or when the device is unregistered, whichever is first.
-/// Dropping it must cancel the commands it has not started and wait for those it has: once it
-/// is dropped, the device must not access their memory any more.
-pub trait Queue: Send + Sync {
-    /// Starts the queue (`WD_CMD_START_Q`).
-    fn start(&mut self) -> Result {
-        Ok(())
-    }
-
-    /// Stops the queue (`WD_CMD_PUT_Q`). It may be started again. Commands not started yet
-    /// should be dropped, which completes them with `ECANCELED`.
-    fn stop(&mut self) {}
-
-    /// Takes a command from the shadow ring. The driver completes it later, from any context
-    /// that may sleep, with [`Command::complete`]; dropping it instead cancels it.
-    ///
-    /// warpdrive only submits commands while the queue is started, and never more at once than
-    /// the completion ring has room for.
-    fn submit(&mut self, cmd: Command);
-
-    /// Handles a driver-private ioctl, one of `DeviceInfo::ioctls`.
-    ///
-    /// `data` is the ioctl's argument, `_IOC_SIZE(cmd)` bytes: warpdrive copied it in from user
-    /// space if the ioctl has `_IOC_WRITE`, and copies it back out if it has `_IOC_READ`, so the
-    /// driver never touches user memory here.
-    fn ioctl(&mut self, _cmd: u32, _data: &mut [u8]) -> Result<isize> {
-        Err(ENOTTY)
-    }
-}
-
-/// What a driver gets with each queue it hands out.
-pub struct QueueContext {
-    index: u32,
-}
-
-impl QueueContext {
-    pub(crate) fn new(index: u32) -> Self {
-        Self { index }
-    }
-
-    /// Which of the device's queues this is, from 0 to `DeviceInfo::queues - 1`: the lowest
-    /// index not in use when it was opened.
-    pub fn index(&self) -> u32 {
-        self.index
-    }
-}
-
-/// What `poll()` waits on.
-#[pin_data]
-pub(crate) struct QueueEvents {
-    #[pin]
-    cv: PollCondVar,
-}
-
-impl QueueEvents {
-    pub(crate) fn new() -> Result<Arc<Self>> {
-        Arc::pin_init(
-            pin_init!(QueueEvents {
-                cv <- kernel::new_poll_condvar!("warpdrive::QueueEvents::cv"),
-            }),
-            GFP_KERNEL,
-        )
-    }
-
-    /// Wakes up `poll()`: completions arrived, or the queue went away.
-    pub(crate) fn notify(&self) {
-        self.cv.notify_all();
     }
 }
 
@@ -151,7 +74,8 @@ struct QueueState {
     driver: Option<KBox<dyn Queue>>,
 }
 
-/// What `KICK`, `REGISTER` and `UNREGISTER` work on, under the queue's submission lock.
+/// What `REGISTER`, `UNREGISTER` and `KICK` look up, under the queue's submission lock. It is
+/// only ever held briefly: never across a fault on user memory, which may wait for ever.
 ///
 /// # Invariants
 ///
@@ -159,9 +83,15 @@ struct QueueState {
 /// bound: putting the queue clears it under the same lock first.
 struct Submission {
     alive: bool,
+    buffers: Registry,
+}
+
+/// What `KICK` keeps between calls. Its lock serialises `KICK`s and is held while they fault on
+/// user memory; nothing else takes it, so a `KICK` that waits (for a userfaultfd handler, say)
+/// holds up nobody but other `KICK`s of the same queue.
+struct Kick {
     /// The next descriptor to consume, the kernel's own `sq_head`.
     sq_head: u32,
-    buffers: Registry,
 }
 
 /// Learns when the address space that opened a queue exits: its notifier covers a range that is
@@ -174,8 +104,8 @@ impl IntervalNotifierOps for OwnerWatch {
     fn invalidate(notifier: &IntervalNotifier<Self>, inv: &Invalidation<'_>) -> bool {
         notifier.set_seq(inv);
         if inv.event() == Event::Release {
-            // The buffers' own notifiers drop their pins; nothing can submit any more, since
-            // only the owner may.
+            // The buffers' own notifiers clear their mappings; nothing can submit any more,
+            // since only the owner may.
             notifier.data().ring.orphan();
         }
         true
@@ -184,12 +114,12 @@ impl IntervalNotifierOps for OwnerWatch {
 
 /// An open queue: the private data of an open file of a device node.
 ///
-/// Locks, outermost first: the device's state lock, `submission`, the mmap lock (taken by
-/// pinning), `state`. `mmap()` takes `state` with the mmap lock held, so nothing holding
-/// `state` may fault on user memory or pin it.
+/// Locks, outermost first: the device's state lock, `kick`, `submission`, the mmap lock (taken
+/// by faults), `state`. `mmap()` takes `state` with the mmap lock held, so nothing holding
+/// `state` may fault on user memory. Only `kick` is ever held across a fault.
 #[pin_data]
 pub(crate) struct QueueInner {
-    device: Arc<WdDevice>,
+    identity: Arc<Identity>,
     index: u32,
     /// The address space that opened the queue, the only one that may use it.
     owner: ARef<Mm>,
@@ -197,10 +127,12 @@ pub(crate) struct QueueInner {
     events: Arc<QueueEvents>,
     #[pin]
     owner_watch: IntervalNotifier<OwnerWatch>,
-    /// `Region::bit()`s of the regions mapped now. A spinlock, because the VMA's close takes it
-    /// with the mmap lock held.
+    /// `Region::bit()`s of the regions that the owner has mapped now. A spinlock, because the
+    /// VMA's close takes it with the mmap lock held.
     #[pin]
     mapped: SpinLock<u32>,
+    #[pin]
+    kick: Mutex<Kick>,
     #[pin]
     submission: Mutex<Submission>,
     #[pin]
@@ -209,7 +141,7 @@ pub(crate) struct QueueInner {
 
 impl QueueInner {
     pub(crate) fn new(
-        device: Arc<WdDevice>,
+        identity: Arc<Identity>,
         index: u32,
         ring: Arc<Ring>,
         events: Arc<QueueEvents>,
@@ -221,7 +153,7 @@ impl QueueInner {
         let watched = ring.clone();
         Arc::pin_init(
             try_pin_init!(Self {
-                device,
+                identity,
                 index,
                 owner,
                 ring,
@@ -233,10 +165,10 @@ impl QueueInner {
                     Ok::<_, Error>(OwnerWatch { ring: watched }),
                 ),
                 mapped <- new_spinlock!(0),
+                kick <- new_mutex!(Kick { sq_head: 0 }),
                 // INVARIANT: The queue is not put back yet.
                 submission <- new_mutex!(Submission {
                     alive: true,
-                    sq_head: 0,
                     buffers: Registry::new(),
                 }),
                 // INVARIANT: The driver's queue is present in `Init`.
@@ -245,7 +177,7 @@ impl QueueInner {
                     driver: Some(driver),
                 }),
             }),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )
     }
 
@@ -254,34 +186,48 @@ impl QueueInner {
         self.index
     }
 
-    /// The queue's counters and how many commands are in flight.
-    pub(crate) fn counters(&self) -> (uapi::QueueStatus, u32) {
-        self.ring.counters()
+    /// The device's description.
+    pub(crate) fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The queue's rings and counters.
+    pub(crate) fn ring(&self) -> &Arc<Ring> {
+        &self.ring
+    }
+
+    /// What `poll()` waits on.
+    pub(crate) fn events(&self) -> &QueueEvents {
+        &self.events
     }
 
     /// Stops the queue if needed, gives it back to the driver, and drops every registered
-    /// buffer. Called with the device's state lock held.
+    /// buffer. Called with the device's state lock held, while the device is bound.
+    ///
+    /// Waits for what the device is running, and for nothing that user space controls: not for
+    /// a `KICK` or `REGISTER` that waits on a fault.
     pub(crate) fn put(&self) {
-        let mut submission = self.submission.lock();
-        // INVARIANT: Cleared before the queue is put back.
-        submission.alive = false;
-        let buffers = submission.buffers.take_all();
-        let mut state = self.state.lock();
-        let driver = state.driver.take();
-        // INVARIANT: The driver's queue is gone, and the phase says so.
-        state.phase = Phase::Zombie;
-        drop(state);
-        drop(submission);
+        let mut buffers = {
+            let mut submission = self.submission.lock();
+            // INVARIANT: Cleared before the queue is put back.
+            submission.alive = false;
+            core::mem::replace(&mut submission.buffers, Registry::new())
+        };
+        let driver = {
+            let mut state = self.state.lock();
+            // INVARIANT: The driver's queue is gone, and the phase says so.
+            state.phase = Phase::Zombie;
+            state.driver.take()
+        };
         if let Some(mut driver) = driver {
             driver.stop();
             // Cancels what is queued and waits for what the device is doing.
             drop(driver);
         }
-        // No command holds a buffer any more.
-        for buffer in buffers.iter() {
+        // No command accesses a buffer any more. The notifiers go here, in process context.
+        while let Some(buffer) = buffers.pop() {
             buffer.data().retire();
         }
-        drop(buffers);
         self.ring.update_status(|status| {
             if status.state != uapi::QueueState::Orphaned as u32 {
                 status.state = uapi::QueueState::Dead as u32;
@@ -291,7 +237,8 @@ impl QueueInner {
         self.events.notify();
     }
 
-    fn start(&self) -> Result<isize> {
+    pub(crate) fn start(&self) -> Result<isize> {
+        self.check_owner()?;
         let mut state = self.state.lock();
         match state.phase {
             Phase::Init => {
@@ -305,7 +252,8 @@ impl QueueInner {
         }
     }
 
-    fn stop(&self) -> Result<isize> {
+    pub(crate) fn stop(&self) -> Result<isize> {
+        self.check_owner()?;
         let mut state = self.state.lock();
         match state.phase {
             // As uacce: stopping a queue that is not started is not an error.
@@ -322,13 +270,20 @@ impl QueueInner {
         }
     }
 
+    /// Whether the current process is the queue's owner.
+    pub(crate) fn is_owner(&self) -> bool {
+        let task = kernel::current!();
+        task.mm()
+            .is_some_and(|mm| core::ptr::eq(mm.as_raw(), self.owner.as_raw()))
+    }
+
     /// Fails with `EPERM` unless the current process is the queue's owner (see
     /// `WD_IOCTL_KICK` in the UAPI header).
-    fn check_owner(&self) -> Result {
-        let task = kernel::current!();
-        match task.mm() {
-            Some(mm) if core::ptr::eq(mm.as_raw(), self.owner.as_raw()) => Ok(()),
-            _ => Err(EPERM),
+    pub(crate) fn check_owner(&self) -> Result {
+        if self.is_owner() {
+            Ok(())
+        } else {
+            Err(EPERM)
         }
     }
 
@@ -349,7 +304,7 @@ impl QueueInner {
         // SAFETY: By the invariants of `Submission`, the queue is alive while the guard is held,
         // so its device is registered, and a `Registration` does not outlive the binding of its
         // parent device (see `Registration::new`). The reference does not outlive the guard.
-        unsafe { self.device.parent().as_bound() }
+        unsafe { self.identity.parent.as_bound() }
     }
 
     fn register(&self, data: &mut uapi::Register) -> Result<isize> {
@@ -361,6 +316,8 @@ impl QueueInner {
             return Err(E2BIG);
         }
         let addr = usize::try_from(data.addr).map_err(|_| EINVAL)?;
+        // Tag bits would make the notifier watch a range that no invalidation overlaps.
+        let addr = UserPtr::from_addr(addr).untagged_addr();
         let len = usize::try_from(data.len).map_err(|_| EINVAL)?;
         let last = addr.checked_add(len - 1).ok_or(EINVAL)?;
         let access = if data.flags & uapi::REGISTER_WRITE != 0 {
@@ -369,21 +326,31 @@ impl QueueInner {
             Access::ReadOnly
         };
 
-        let mut submission = self.lock_submission()?;
-        if submission.buffers.len() >= uapi::MAX_BUFFERS {
-            return Err(ENOSPC);
-        }
-        if submission.buffers.overlaps(addr, last) {
-            return Err(EEXIST);
-        }
-        let handle = submission.buffers.next_handle();
         let task = kernel::current!();
-        let mm = task.mm().ok_or(EPERM)?;
-        let dev = self.bound_device(&submission);
-        let buffer = Buffer::register(dev, mm, &self.ring, handle, addr, len, access)?;
-        if let Err(e) = submission.buffers.insert(buffer.clone()) {
-            drop(submission);
-            buffer.data().retire();
+        let mm: &MmWithUser = task.mm().ok_or(EPERM)?;
+        let (buffer, handle) = {
+            let mut submission = self.lock_submission()?;
+            if submission.buffers.len() >= uapi::MAX_BUFFERS {
+                return Err(ENOSPC);
+            }
+            if submission.buffers.overlaps(addr, last) {
+                return Err(EEXIST);
+            }
+            let handle = submission.buffers.next_handle();
+            let dev = self.bound_device(&submission);
+            let buffer = Buffer::new(dev, mm, &self.ring, handle, addr, len, access)?;
+            submission.buffers.insert(buffer.clone())?;
+            (buffer, handle)
+        };
+        // Look the whole range up now, so that a bad one fails here rather than in a command.
+        // Without the submission lock: the fault may wait for user space.
+        if let Err(e) = Buffer::prefault(&buffer, 0, len) {
+            let mut submission = self.submission.lock();
+            if submission.alive {
+                if let Some(buffer) = submission.buffers.remove(handle) {
+                    buffer.data().retire();
+                }
+            }
             return Err(e);
         }
         data.handle = handle;
@@ -392,7 +359,7 @@ impl QueueInner {
 
     /// `WD_IOCTL_REGISTER`: a buffer whose handle cannot be written back is unregistered again,
     /// since user space could never unregister it.
-    fn register_ioctl(&self, arg: usize) -> Result<isize> {
+    pub(crate) fn register_ioctl(&self, arg: usize) -> Result<isize> {
         let user = UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::Register>());
         let (mut reader, mut writer) = user.reader_writer();
         let mut data: uapi::Register = reader.read()?;
@@ -406,66 +373,83 @@ impl QueueInner {
         Ok(ret)
     }
 
-    fn unregister(&self, handle: u32) -> Result<isize> {
+    /// `WD_IOCTL_UNREGISTER`: waits for the commands that use the buffer, then drops it.
+    pub(crate) fn unregister(&self, handle: u32) -> Result<isize> {
         self.check_owner()?;
         let buffer = self
             .lock_submission()?
             .buffers
-            .remove(handle)
-            .ok_or(ENOENT)?;
-        // Waits for the commands that use it; the notifier goes with the last reference.
-        buffer.data().retire();
+            .get(handle)
+            .ok_or(ENOENT)?
+            .clone();
+        if buffer.data().start_unregistering() {
+            return Err(ENOENT);
+        }
+        // No lock held: the commands may take a while, and new ones no longer find it.
+        buffer.data().wait_unused();
+        {
+            let mut submission = self.submission.lock();
+            // Once the queue is put, its release retired every buffer.
+            if submission.alive {
+                if let Some(buffer) = submission.buffers.remove(handle) {
+                    buffer.data().retire();
+                }
+            }
+        }
+        // The notifier goes with the last reference, here or in the registry's release.
+        drop(buffer);
         Ok(0)
     }
 
     /// Consumes the descriptors that user space published (see `WD_IOCTL_KICK`).
-    fn kick(&self) -> Result<isize> {
+    pub(crate) fn kick(&self) -> Result<isize> {
         self.check_owner()?;
-        let mut submission = self.lock_submission()?;
-        if self.state.lock().phase != Phase::Started {
-            return Err(EINVAL);
+        let mut kick = self.kick.lock();
+        match self.state.lock().phase {
+            Phase::Started => {}
+            Phase::Zombie => return Err(ENODEV),
+            Phase::Init => return Err(EINVAL),
         }
         let ring = &self.ring;
-        let published = ring.user_sq_tail().wrapping_sub(submission.sq_head);
+        let published = ring.user_sq_tail().wrapping_sub(kick.sq_head);
         if published > ring.sq_entries() {
             return Err(EINVAL);
         }
         let taken = ring.reserve(published)?;
         for _ in 0..taken {
-            let desc = ring.read_desc(submission.sq_head);
-            submission.sq_head = submission.sq_head.wrapping_add(1);
-            match self.translate(&submission, &desc) {
-                Ok(cmd) => {
-                    let mut state = self.state.lock();
-                    match (state.phase, state.driver.as_mut()) {
-                        (Phase::Started, Some(driver)) => driver.submit(cmd),
-                        // Stopped meanwhile: dropping it cancels it.
-                        _ => drop(cmd),
-                    }
-                }
+            let desc = ring.read_desc(kick.sq_head);
+            kick.sq_head = kick.sq_head.wrapping_add(1);
+            match self.translate(&desc) {
+                Ok(cmd) => self.submit(cmd),
                 Err(e) => ring.complete(desc.user_data, Err(e), 0),
             }
         }
-        ring.publish_sq_head(submission.sq_head);
+        ring.publish_sq_head(kick.sq_head);
         Ok(taken as isize)
     }
 
+    /// Hands `cmd` to the driver, if the queue is still started; else cancels it.
+    fn submit(&self, cmd: Command) {
+        let rejected = {
+            let mut state = self.state.lock();
+            match (state.phase, state.driver.as_mut()) {
+                (Phase::Started, Some(driver)) => {
+                    driver.submit(cmd);
+                    None
+                }
+                _ => Some(cmd),
+            }
+        };
+        // Stopped meanwhile: dropping it cancels it, outside the lock, since it may unpin.
+        drop(rejected);
+    }
+
     /// Validates `desc` and translates its addresses into a command.
-    fn translate(
-        &self,
-        submission: &Guard<'_, Submission, MutexBackend>,
-        desc: &uapi::Desc,
-    ) -> Result<Command> {
+    fn translate(&self, desc: &uapi::Desc) -> Result<Command> {
         if desc.flags & !uapi::DESC_REGISTERED != 0 || desc.rsvd0 != 0 || desc.rsvd1 != [0; 2] {
             return Err(EINVAL);
         }
-        let op = self
-            .device
-            .info()
-            .opcodes
-            .iter()
-            .find(|op| op.code == desc.opcode)
-            .ok_or(EOPNOTSUPP)?;
+        let op = *self.identity.opcode(desc.opcode).ok_or(EOPNOTSUPP)?;
         if !op.has_operands() {
             if desc.src != 0 || desc.dst != 0 || desc.len != 0 {
                 return Err(EINVAL);
@@ -486,108 +470,92 @@ impl QueueInner {
         if (!op.src && desc.src != 0) || (!op.dst && desc.dst != 0) {
             return Err(EINVAL);
         }
-        let align = op.align.max(1);
+        // Checked to be a power of two at registration.
+        let mask = op.align.max(1) - 1;
         let used = |addr: u64, is_used: bool| if is_used { addr } else { 0 };
-        if (used(desc.src, op.src) | used(desc.dst, op.dst) | desc.len) % align != 0 {
+        if (used(desc.src, op.src) | used(desc.dst, op.dst) | desc.len) & mask != 0 {
             return Err(EINVAL);
         }
         let len = usize::try_from(desc.len).map_err(|_| EINVAL)?;
         let registered_only = desc.flags & uapi::DESC_REGISTERED != 0;
-        let dev = self.bound_device(submission);
-
-        for _ in 0..MAX_PIN_RETRIES {
-            // First make sure everything is pinned, which may sleep and take the mmap lock, then
-            // take the holds, which does neither: an invalidation waits for the holds, so a
-            // command must never hold one buffer while it pins another.
-            let src = match op.src {
-                true => {
-                    Some(self.prepare(submission, dev, desc.src, len, false, registered_only)?)
-                }
-                false => None,
-            };
-            let dst = match op.dst {
-                true => {
-                    Some(self.prepare(submission, dev, desc.dst, len, true, registered_only)?)
-                }
-                false => None,
-            };
-            let src = match src.map(Prepared::hold) {
-                Some(Some(operand)) => Some(operand?),
-                // A buffer was invalidated after it was pinned: pin it again.
-                Some(None) => continue,
-                None => None,
-            };
-            let dst = match dst.map(Prepared::hold) {
-                Some(Some(operand)) => Some(operand?),
-                Some(None) => continue,
-                None => None,
-            };
-            return Ok(Command::new(
-                self.ring.clone(),
-                desc.user_data,
-                desc.opcode,
-                desc.arg,
-                desc.len,
-                src,
-                dst,
-            ));
-        }
-        Err(EAGAIN)
+        let src = match op.src {
+            true => Some(self.operand(desc.src, len, false, registered_only, op.reach)?),
+            false => None,
+        };
+        let dst = match op.dst {
+            true => Some(self.operand(desc.dst, len, true, registered_only, op.reach)?),
+            false => None,
+        };
+        Ok(Command::new(
+            self.ring.clone(),
+            desc.user_data,
+            desc.opcode,
+            desc.arg,
+            desc.len,
+            src,
+            dst,
+        ))
     }
 
-    /// Makes the `len` bytes at user address `addr` available to the device, for writing if
-    /// `write`: from a registered buffer if one contains them, else pinned for this command.
-    fn prepare(
+    /// The `len` bytes at user address `addr`, which the device writes if `write`: part of a
+    /// registered buffer if one contains them, else pinned for this command.
+    ///
+    /// Faults here, in the owner's system call, without a lock that removal needs: a fault may
+    /// wait for user space, and a fatal signal ends it.
+    fn operand(
         &self,
-        submission: &Guard<'_, Submission, MutexBackend>,
-        dev: &Device<Bound>,
         addr: u64,
         len: usize,
         write: bool,
         registered_only: bool,
-    ) -> Result<Prepared> {
+        reach: Reach,
+    ) -> Result<Operand> {
         let addr = usize::try_from(addr).map_err(|_| EFAULT)?;
+        let addr = UserPtr::from_addr(addr).untagged_addr();
         addr.checked_add(len).ok_or(EFAULT)?;
-        if let Some(buffer) = submission.buffers.lookup(addr, len) {
+        let registered = self
+            .lock_submission()?
+            .buffers
+            .lookup(addr, len)
+            .filter(|buffer| !buffer.data().is_unregistering());
+        if let Some(buffer) = registered {
             if write && buffer.data().access() != Access::ReadWrite {
                 return Err(EACCES);
             }
-            // The access was right when the buffer was registered; if the memory there no
-            // longer allows it, that is a fault like any other for a command.
-            Buffer::ensure_mapped(&buffer, dev).map_err(fault_for_command)?;
-            return Ok(Prepared::Registered(buffer, addr, len));
+            let offset = addr - buffer.data().addr();
+            // The engine usually finds the pages current then; if they change before it runs,
+            // it looks them up again.
+            Buffer::prefault(&buffer, offset, len)?;
+            return Ok(Operand::registered(
+                BufferRef::new(buffer),
+                offset,
+                len,
+                write,
+            ));
         }
         if registered_only {
             return Err(ENOENT);
         }
-        let access = if write {
-            Access::ReadWrite
-        } else {
-            Access::ReadOnly
-        };
-        let mapping =
-            Mapping::new(dev, &self.ring, addr, len, access).map_err(fault_for_command)?;
-        Ok(Prepared::Pinned(mapping, len))
+        let mut pinned = Pinned::pin(&self.ring, addr, len, write)?;
+        if reach == Reach::Dma {
+            let submission = self.lock_submission()?;
+            pinned.map(self.bound_device(&submission), write)?;
+        }
+        Ok(Operand::pinned(pinned, len, write))
     }
 
-    fn driver_ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
+    /// A driver-private ioctl (see `Queue::ioctl`).
+    pub(crate) fn driver_ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
         self.check_owner()?;
-        {
-            // The driver's tables live in its module: only read them while its queue is here.
-            let state = self.state.lock();
-            if state.driver.is_none() {
-                return Err(ENODEV);
-            }
-            if !self.device.info().ioctls.contains(&cmd) {
-                return Err(ENOTTY);
-            }
+        if !self.identity.ioctls.contains(&cmd) {
+            return Err(ENOTTY);
         }
         let size = _IOC_SIZE(cmd);
-        let dir = _IOC_DIR(cmd);
+        let dir = kernel::ioctl::_IOC_DIR(cmd);
         if size > uapi::MAX_DRIVER_IOCTL_SIZE {
             return Err(EINVAL);
         }
-        let mut data = KVec::from_elem(0u8, size, GFP_KERNEL)?;
+        let mut data = KVec::from_elem(0u8, size, GFP_KERNEL_ACCOUNT)?;
         let user = UserSlice::new(UserPtr::from_addr(arg), size);
         // Copy in and out without the queue lock: a fault on user memory takes the mmap lock,
         // which `mmap()` holds while it takes the queue lock.
@@ -609,156 +577,36 @@ impl QueueInner {
     }
 
     /// Fails with `ENODEV` once the queue was put back because its device is gone.
-    fn check_alive(&self) -> Result {
-        if self.state.lock().phase == Phase::Zombie {
+    pub(crate) fn check_alive(&self) -> Result {
+        if self.is_zombie() {
             return Err(ENODEV);
         }
         Ok(())
     }
 
-    fn unmap_region(&self, region: Region) {
-        *self.mapped.lock() &= !region.bit();
+    /// Whether the queue was put back.
+    pub(crate) fn is_zombie(&self) -> bool {
+        self.state.lock().phase == Phase::Zombie
     }
-}
 
-/// The status of a command whose memory could not be pinned: `EOPNOTSUPP` (a shared file
-/// mapping that the device would write) is an address without the access the command needs,
-/// `-EFAULT` in the completion ring, where `-EOPNOTSUPP` means an unknown opcode.
-/// The name of a `uapi::QueueState`, as fdinfo and debugfs show it.
-pub(crate) fn state_name(state: u32) -> &'static str {
-    match state {
-        s if s == uapi::QueueState::Init as u32 => "init",
-        s if s == uapi::QueueState::Started as u32 => "started",
-        s if s == uapi::QueueState::Orphaned as u32 => "orphaned",
-        _ => "dead",
-    }
-}
-
-fn fault_for_command(e: Error) -> Error {
-    if e == EOPNOTSUPP {
-        EFAULT
-    } else {
-        e
-    }
-}
-
-/// An operand that is pinned and mapped, before the command holds it.
-enum Prepared {
-    Registered(RegisteredBuffer, usize, usize),
-    Pinned(Arc<Mapping>, usize),
-}
-
-impl Prepared {
-    /// Holds the operand for the command, or `None` if its buffer was invalidated since it was
-    /// prepared. Never sleeps on anything but the buffer's lock.
-    fn hold(self) -> Option<Result<Operand>> {
-        match self {
-            Prepared::Registered(buffer, addr, len) => {
-                let hold = Buffer::try_hold(&buffer)?;
-                Some(Operand::registered(hold, addr, len))
-            }
-            Prepared::Pinned(mapping, len) => Some(Ok(Operand::pinned(mapping, len))),
+    /// Maps `region` into `vma`, which covers it exactly and is shared.
+    ///
+    /// Each region is mapped by the owner at most once at a time (`EEXIST`); other processes
+    /// may only map the status page, and do so without claiming it, so they can never keep the
+    /// owner from mapping it. Done under the queue's lock, so that a mapping either exists
+    /// before the device's removal zaps them all, or fails with `ENODEV`.
+    pub(crate) fn map_region(self: &Arc<Self>, vma: &VmaNew, region: Region) -> Result {
+        let owner = self.is_owner();
+        // The rings carry the owner's commands; anyone holding the fd may look at the status.
+        if region == Region::Dus && !owner {
+            return Err(EPERM);
         }
-    }
-}
-
-/// What the VMA of one mapped region keeps: when its last VMA is gone, the region can be mapped
-/// again.
-struct RegionMapping {
-    queue: Arc<QueueInner>,
-    region: Region,
-}
-
-impl Drop for RegionMapping {
-    fn drop(&mut self) {
-        self.queue.unmap_region(self.region);
-    }
-}
-
-/// The file operations and sysfs attributes of warpdrive's device nodes.
-pub(crate) struct QueueFile;
-
-#[vtable]
-impl chrdev::Operations for QueueFile {
-    type Data = Arc<WdDevice>;
-    type Ptr = Arc<QueueInner>;
-
-    const ATTRIBUTES: &'static [&'static CStr] = device::ATTRIBUTES;
-
-    fn show_attribute(device: &Arc<WdDevice>, index: usize, buf: &mut AttributeBuffer) -> Result {
-        device::show_attribute(device, index, buf)
-    }
-
-    fn attribute_is_visible(device: &Arc<WdDevice>, index: usize) -> bool {
-        device::attribute_is_visible(device, index)
-    }
-
-    fn open(device: &Arc<WdDevice>, _file: &File) -> Result<Arc<QueueInner>> {
-        device.open_queue()
-    }
-
-    fn release(queue: Arc<QueueInner>, _file: &File) {
-        queue.device.release_queue(&queue);
-    }
-
-    fn ioctl(
-        queue: ArcBorrow<'_, QueueInner>,
-        _file: &File,
-        cmd: u32,
-        arg: usize,
-    ) -> Result<isize> {
-        // As uacce: once the device is gone, every ioctl says so, known or not.
-        queue.check_alive()?;
-        match cmd {
-            // Starting and stopping are the owner's too: a child or a process that received the
-            // fd could otherwise stop the owner's queue and cancel its commands.
-            uapi::CMD_START_Q => {
-                queue.check_owner()?;
-                queue.start()
-            }
-            uapi::CMD_PUT_Q => {
-                queue.check_owner()?;
-                queue.stop()
-            }
-            uapi::IOCTL_KICK => queue.kick(),
-            uapi::IOCTL_REGISTER => queue.register_ioctl(arg),
-            uapi::IOCTL_UNREGISTER => {
-                let handle: u32 = UserSlice::new(UserPtr::from_addr(arg), size_of::<u32>())
-                    .reader()
-                    .read()?;
-                queue.unregister(handle)
-            }
-            _ if _IOC_TYPE(cmd) == uapi::IOCTL_TYPE && _IOC_NR(cmd) >= uapi::DRIVER_IOCTL_BASE => {
-                queue.driver_ioctl(cmd, arg)
-            }
-            _ => Err(ENOTTY),
-        }
-    }
-
-    fn mmap(queue: ArcBorrow<'_, QueueInner>, _file: &File, vma: &VmaNew) -> Result {
-        let region = Region::from_pgoff(vma.pgoff())?;
-        let pages = match region {
-            Region::Mmio => queue.ring.status_page(),
-            Region::Dus => queue.ring.dus(),
-        };
-        if vma.end() - vma.start() != pages.size() {
-            return Err(EINVAL);
-        }
-        // A private mapping would give user space copy-on-write copies of the ring that the
-        // kernel never sees, yet hold the region.
-        if vma.flags() & flags::SHARED == 0 {
-            return Err(EINVAL);
-        }
-        // The rings carry the owner's commands; anyone may look at the status.
-        if region == Region::Dus {
-            queue.check_owner()?;
-        }
-        let state = queue.state.lock();
+        let state = self.state.lock();
         if state.phase == Phase::Zombie {
             return Err(ENODEV);
         }
-        {
-            let mut mapped = queue.mapped.lock();
+        if owner {
+            let mut mapped = self.mapped.lock();
             if *mapped & region.bit() != 0 {
                 return Err(EEXIST);
             }
@@ -767,74 +615,64 @@ impl chrdev::Operations for QueueFile {
         // From here on, dropping `mapping` gives the region back.
         let mapping = match Arc::new(
             RegionMapping {
-                queue: queue.into(),
+                queue: self.clone(),
                 region,
+                claimed: owner,
             },
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         ) {
             Ok(mapping) => mapping,
             Err(e) => {
-                queue.unmap_region(region);
+                if owner {
+                    *self.mapped.lock() &= !region.bit();
+                }
                 return Err(e.into());
             }
         };
         // VM_IO makes VM_DONTCOPY permanent (MADV_DOFORK refuses it), so a child never gets the
-        // queue's memory, and nothing can pin these pages with get_user_pages().
+        // queue's memory.
         vma.set_io();
         vma.set_dontcopy();
         vma.set_dontexpand();
         vma.set_wipeonfork();
-        let mapped = match region {
-            Region::Mmio => pages.map_read_only(vma),
-            Region::Dus => pages.map(vma),
-        };
+        // SAFETY: warpdrive owns the file being mapped: its `file_operations` are the chrdev
+        // `QueueFile`'s, in this module, which instantiates the VMA operations here.
+        let mapped = unsafe { vma.set_shared_pages(mapping) };
         drop(state);
-        if let Err(e) = mapped {
-            drop(mapping);
-            return Err(e);
-        }
-        vma.set_shared_data(mapping);
-        Ok(())
+        mapped
     }
 
-    fn poll(queue: ArcBorrow<'_, QueueInner>, file: &File, table: PollTable<'_>) -> u32 {
-        table.register_wait(file, &queue.events.cv);
-        if queue.state.lock().phase == Phase::Zombie {
-            return bindings::POLLERR | bindings::POLLHUP;
-        }
-        if queue.ring.has_completions() {
-            return bindings::POLLIN | bindings::POLLRDNORM;
-        }
-        0
+    /// Calls `f` on each registered buffer, for debugfs.
+    pub(crate) fn for_each_buffer(
+        &self,
+        mut f: impl FnMut(&Buffer) -> core::fmt::Result,
+    ) -> core::fmt::Result {
+        let submission = self.submission.lock();
+        submission.buffers.for_each(|buffer| f(buffer))
     }
+}
 
-    /// The queue's counters, for tools and for checking that no command is lost: once the
-    /// queue is dead, `wd-in-flight` is 0 and every submitted command is counted as completed.
-    fn show_fdinfo(queue: ArcBorrow<'_, QueueInner>, m: &SeqFile, _file: &File) {
-        let (status, in_flight) = queue.ring.counters();
-        let state = state_name(status.state);
-        seq_print!(
-            m,
-            "wd-device:\t{}\nwd-queue-index:\t{}\nwd-state:\t{}\n",
-            queue.device.node_name(),
-            queue.index,
-            state
-        );
-        seq_print!(
-            m,
-            "wd-submitted:\t{}\nwd-completed:\t{}\nwd-errors:\t{}\nwd-in-flight:\t{}\n",
-            status.submitted,
-            status.completed,
-            status.errors,
-            in_flight
-        );
-        seq_print!(
-            m,
-            "wd-bytes:\t{}\nwd-pinned-pages:\t{}\nwd-buffers:\t{}\nwd-invalidations:\t{}\n",
-            status.bytes,
-            status.pinned_pages,
-            status.buffers,
-            status.invalidations
-        );
+/// What the VMA of one mapped region keeps: the queue, which keeps the pages, and, for the
+/// owner's mapping, the claim on the region, which is given back when the last VMA is gone.
+struct RegionMapping {
+    queue: Arc<QueueInner>,
+    region: Region,
+    claimed: bool,
+}
+
+impl SharedPageSource for RegionMapping {
+    fn pages(&self) -> &[Page] {
+        match self.region {
+            Region::Mmio => self.queue.ring.status_page().pages(),
+            Region::Dus => self.queue.ring.dus().pages(),
+        }
+    }
+}
+
+impl Drop for RegionMapping {
+    fn drop(&mut self) {
+        if self.claimed {
+            *self.queue.mapped.lock() &= !self.region.bit();
+        }
     }
 }

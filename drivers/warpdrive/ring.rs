@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The shadow ring of a queue without SVA: the submission and completion rings that user space
-//! maps as the DUS region, and the status page it maps as the MMIO region.
+//! maps as the DUS region, the status page it maps as the MMIO region, and what `poll()` waits
+//! on.
+//!
+//! Ring indices are read with acquire loads and published with release stores, each in one
+//! access, as io_uring does: user space never sees a torn `sq_head` or `cq_tail`, and sees a
+//! completion's entry before the tail that covers it.
 
 use crate::{
-    queue::QueueEvents,
+    shared_pages::SharedPages,
     uapi::{self, Cqe, Desc, QueueState, QueueStatus, RingHeader},
 };
 use kernel::{
@@ -13,12 +18,38 @@ use kernel::{
     prelude::*,
     sync::{
         atomic::{Atomic, Relaxed},
-        barrier::{smp_mb, Read, Write},
+        poll::PollCondVar,
         Arc, SpinLock,
     },
 };
 
-use crate::shared_pages::SharedPages;
+/// What `poll()` waits on.
+#[pin_data]
+pub(crate) struct QueueEvents {
+    #[pin]
+    cv: PollCondVar,
+}
+
+impl QueueEvents {
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(QueueEvents {
+                cv <- kernel::new_poll_condvar!("warpdrive::QueueEvents::cv"),
+            }),
+            GFP_KERNEL_ACCOUNT,
+        )
+    }
+
+    /// The condition variable that `poll()` registers on.
+    pub(crate) fn cv(&self) -> &PollCondVar {
+        &self.cv
+    }
+
+    /// Wakes up `poll()`: completions arrived, or the queue went away.
+    pub(crate) fn notify(&self) {
+        self.cv.notify_all();
+    }
+}
 
 /// What the completion side of a ring keeps under its lock.
 ///
@@ -124,7 +155,7 @@ impl Ring {
                     status,
                 }),
             }),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )
     }
 
@@ -143,17 +174,23 @@ impl Ring {
         self.sq_entries
     }
 
+    /// Reads an index that user space publishes, with acquire ordering: what user space wrote
+    /// before it (descriptors before `sq_tail`) is read after it.
     fn read_index(&self, offset: usize) -> u32 {
-        // Cannot fail: the header fits in the region.
-        self.dus.read::<u32>(offset).unwrap_or(0)
+        // Cannot fail: the header's indices are aligned and fit in the region.
+        self.dus.load_acquire(offset).unwrap_or(0)
+    }
+
+    /// Publishes an index that the kernel owns, with release ordering: what the kernel wrote
+    /// before (completions before `cq_tail`) is seen first.
+    fn publish_index(&self, offset: usize, value: u32) {
+        // Cannot fail: as above.
+        let _ = self.dus.store_release(offset, value);
     }
 
     /// The `sq_tail` that user space published.
     pub(crate) fn user_sq_tail(&self) -> u32 {
-        let tail = self.read_index(RingHeader::SQ_TAIL);
-        // The descriptors before the tail are read after it, and user space wrote them before.
-        smp_mb(Read);
-        tail
+        self.read_index(RingHeader::SQ_TAIL)
     }
 
     /// Reads descriptor `index` (taken modulo the ring size) once into kernel memory.
@@ -167,8 +204,7 @@ impl Ring {
 
     /// Publishes the kernel's `sq_head`.
     pub(crate) fn publish_sq_head(&self, head: u32) {
-        // Cannot fail: the header fits in the region.
-        let _ = self.dus.write(RingHeader::SQ_HEAD, &head);
+        self.publish_index(RingHeader::SQ_HEAD, head);
     }
 
     /// Reserves room for up to `wanted` completions, for commands about to be accepted, and
@@ -187,7 +223,11 @@ impl Ring {
         let taken = wanted.min(room.saturating_sub(cq.in_flight));
         // INVARIANT: Each reserved command is counted until its completion is written.
         cq.in_flight += taken;
+        // Accepted now, so counted now: the status page tells the truth while they run.
         cq.status.submitted += u64::from(taken);
+        if taken > 0 {
+            self.publish_status(&cq.status);
+        }
         Ok(taken)
     }
 
@@ -213,10 +253,9 @@ impl Ring {
         let _ = self
             .dus
             .write(self.cq_offset + slot * size_of::<Cqe>(), &cqe);
-        // User space must see the completion before the tail that covers it.
-        smp_mb(Write);
         cq.tail = cq.tail.wrapping_add(1);
-        let _ = self.dus.write(RingHeader::CQ_TAIL, &cq.tail);
+        // The release store orders the entry before the tail that covers it.
+        self.publish_index(RingHeader::CQ_TAIL, cq.tail);
         // INVARIANT: This command was reserved, and is no longer in flight.
         cq.in_flight = cq.in_flight.saturating_sub(1);
         cq.status.completed += 1;

@@ -3,7 +3,7 @@
 //! Kernel memory that a queue shares with user space through `mmap()`.
 
 use kernel::{
-    mm::virt::VmaNew,
+    mm::virt::SharedPageSource,
     page::{Page, PAGE_SIZE},
     prelude::*,
     transmute::{AsBytes, FromBytes},
@@ -11,22 +11,26 @@ use kernel::{
 
 /// Zeroed kernel pages that a queue maps into user space: its status page and its rings.
 ///
-/// User space may read and write the pages at any time through its mapping, so their contents
-/// are never borrowed by Rust: every kernel-side access copies bytes in or out through the C
-/// side, like `copy_{to,from}_user()`. That is also why writes take `&self`: two kernel writes
-/// racing on the same bytes can at worst mix their values, as a racing user-space write could.
-/// Callers that care about a value serialise its writers themselves, and readers treat every
-/// value they read as untrusted input.
+/// User space may read and write the pages at any time through its mapping, so the kernel never
+/// borrows their contents: it copies bytes in and out with [`Page::copy_from_shared`] and
+/// [`Page::copy_to_shared`], like `copy_{from,to}_user()`, and reads and publishes ring indices
+/// with single-copy atomic acquire loads and release stores. Two kernel writes racing on the
+/// same bytes can at worst mix their values, as a racing user-space write could; callers that
+/// care about a value serialise its writers, and readers treat every value as untrusted.
 pub(crate) struct SharedPages {
     pages: KVec<Page>,
 }
 
 impl SharedPages {
-    /// Allocates `count` zeroed pages.
+    /// Allocates `count` zeroed pages, charged to the memory cgroup of the task that opens the
+    /// queue.
     pub(crate) fn new(count: usize) -> Result<Self> {
-        let mut pages = KVec::with_capacity(count, GFP_KERNEL)?;
+        let mut pages = KVec::with_capacity(count, GFP_KERNEL_ACCOUNT)?;
         for _ in 0..count {
-            pages.push(Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?, GFP_KERNEL)?;
+            pages.push(
+                Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?,
+                GFP_KERNEL_ACCOUNT,
+            )?;
         }
         Ok(Self { pages })
     }
@@ -65,10 +69,7 @@ impl SharedPages {
     pub(crate) fn write<T: AsBytes>(&self, offset: usize, value: &T) -> Result {
         let bytes = value.as_bytes();
         self.for_each_piece(offset, bytes.len(), |page, in_page, done, n| {
-            // SAFETY: `bytes[done..done + n]` is valid for reads. The page is shared with user
-            // space and never borrowed by Rust (see the type's documentation), so a racing
-            // write can only mix values; `write_raw` checks the bounds in the page.
-            unsafe { page.write_raw(bytes[done..].as_ptr(), in_page, n) }
+            page.copy_to_shared(in_page, &bytes[done..done + n])
         })
     }
 
@@ -80,33 +81,31 @@ impl SharedPages {
         let mut value = T::default();
         let bytes = value.as_bytes_mut();
         self.for_each_piece(offset, bytes.len(), |page, in_page, done, n| {
-            // SAFETY: `bytes[done..done + n]` is valid for writes and is any `T`'s memory,
-            // which accepts every bit pattern (`FromBytes`). The page is never borrowed by Rust
-            // (see the type's documentation); `read_raw` checks the bounds in the page.
-            unsafe { page.read_raw(bytes[done..].as_mut_ptr(), in_page, n) }
+            page.copy_from_shared(in_page, &mut bytes[done..done + n])
         })?;
         Ok(value)
     }
 
-    /// Maps all pages into `vma`, which must cover exactly [`SharedPages::size`] bytes.
-    pub(crate) fn map(&self, vma: &VmaNew) -> Result {
-        if vma.end() - vma.start() != self.size() {
-            return Err(EINVAL);
-        }
-        let vma = vma.set_mixedmap();
-        for (i, page) in self.pages.iter().enumerate() {
-            vma.vm_insert_page(vma.start() + i * PAGE_SIZE, page)?;
-        }
-        Ok(())
+    /// The `u32` at byte `offset` (4-byte aligned), in one access with acquire ordering.
+    pub(crate) fn load_acquire(&self, offset: usize) -> Result<u32> {
+        self.pages
+            .get(offset / PAGE_SIZE)
+            .ok_or(EINVAL)?
+            .load_acquire_u32(offset % PAGE_SIZE)
     }
 
-    /// Maps all pages into `vma` so that user space can never write them: a writable mapping
-    /// fails with `EPERM`, and the mapping cannot be made writable later.
-    pub(crate) fn map_read_only(&self, vma: &VmaNew) -> Result {
-        if vma.writable() {
-            return Err(EPERM);
-        }
-        vma.try_clear_maywrite()?;
-        self.map(vma)
+    /// Stores `value` as the `u32` at byte `offset` (4-byte aligned), in one access with release
+    /// ordering.
+    pub(crate) fn store_release(&self, offset: usize, value: u32) -> Result {
+        self.pages
+            .get(offset / PAGE_SIZE)
+            .ok_or(EINVAL)?
+            .store_release_u32(offset % PAGE_SIZE, value)
+    }
+}
+
+impl SharedPageSource for SharedPages {
+    fn pages(&self) -> &[Page] {
+        &self.pages
     }
 }

@@ -104,6 +104,8 @@ pub struct QueueStatus {
     pub buffers: u64,
     /// Registered mappings torn down by the MMU notifier.
     pub invalidations: u64,
+    /// Pages of registered buffers mapped for the device now.
+    pub mapped_pages: u64,
 }
 
 /// `struct wd_ring_header`, at the start of the DUS region of a shadow-ring queue.
@@ -215,7 +217,7 @@ pub struct Register {
 const _: () = assert!(core::mem::size_of::<Desc>() == 64);
 const _: () = assert!(core::mem::size_of::<Cqe>() == 32);
 const _: () = assert!(core::mem::size_of::<RingHeader>() == 320);
-const _: () = assert!(core::mem::size_of::<QueueStatus>() == 72);
+const _: () = assert!(core::mem::size_of::<QueueStatus>() == 80);
 const _: () = assert!(core::mem::size_of::<Register>() == 24);
 
 // SAFETY: Integers and arrays of integers, with no padding (the sizes above are the sums of the

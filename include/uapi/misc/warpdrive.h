@@ -84,9 +84,12 @@ struct wd_queue_status {
 	__u64 completed;	/* completions written, failed ones included */
 	__u64 errors;		/* completions with a non-zero status */
 	__u64 bytes;		/* bytes of successful commands (their len) */
-	__u64 pinned_pages;	/* pages this queue keeps pinned now */
+	__u64 pinned_pages;	/* pages pinned now, for commands' own memory */
 	__u64 buffers;		/* buffers registered now */
-	__u64 invalidations;	/* registered mappings torn down by the MMU */
+	__u64 invalidations;	/* invalidations that took current pages of a
+				 * registered buffer away from the device */
+	__u64 mapped_pages;	/* pages of registered buffers mapped for the
+				 * device now (never pinned) */
 };
 
 #define WD_QUEUE_STATUS_MAGIC	0x57445153	/* "WDQS" */

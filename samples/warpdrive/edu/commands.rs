@@ -12,7 +12,7 @@ use kernel::{
         Arc, Mutex,
     },
 };
-use warpdrive::{Command, Opcode, Operand};
+use warpdrive::{Command, Opcode, Operand, Reach};
 
 /// `WD_EDU_OP_NOP`.
 pub(crate) const OP_NOP: u16 = 1;
@@ -39,6 +39,7 @@ pub(crate) const OPCODES: &[Opcode] = &[
         dst: false,
         max_len: 0,
         align: 1,
+        reach: Reach::Cpu,
     },
     Opcode {
         code: OP_FACTORIAL,
@@ -46,6 +47,7 @@ pub(crate) const OPCODES: &[Opcode] = &[
         dst: false,
         max_len: 0,
         align: 1,
+        reach: Reach::Cpu,
     },
     // The device moves 32-bit words between RAM and its buffer.
     Opcode {
@@ -54,6 +56,7 @@ pub(crate) const OPCODES: &[Opcode] = &[
         dst: true,
         max_len: DMA_COPY_MAX,
         align: 4,
+        reach: Reach::Dma,
     },
     Opcode {
         code: OP_EMU_MEMCPY,
@@ -61,6 +64,7 @@ pub(crate) const OPCODES: &[Opcode] = &[
         dst: true,
         max_len: BULK_MAX,
         align: 1,
+        reach: Reach::Cpu,
     },
     Opcode {
         code: OP_EMU_CRC32C,
@@ -68,6 +72,7 @@ pub(crate) const OPCODES: &[Opcode] = &[
         dst: false,
         max_len: BULK_MAX,
         align: 1,
+        reach: Reach::Cpu,
     },
 ];
 

@@ -385,11 +385,6 @@ impl EngineShutdown {
     pub(crate) fn new(engine: Arc<Engine>) -> Self {
         Self(engine)
     }
-
-    /// The engine.
-    pub(crate) fn engine(&self) -> &Arc<Engine> {
-        &self.0
-    }
 }
 
 impl Drop for EngineShutdown {

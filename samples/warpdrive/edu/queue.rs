@@ -73,6 +73,18 @@ impl EduDevice {
     }
 }
 
+impl EduDevice {
+    /// The scheduler of the device's own units.
+    pub(crate) fn device_units(&self) -> &Arc<Scheduler<DeviceUnits>> {
+        &self.device_units
+    }
+
+    /// The scheduler of the emulated bulk engine.
+    pub(crate) fn bulk(&self) -> &Arc<Scheduler<EmulatedBulk>> {
+        &self.bulk
+    }
+}
+
 impl Drop for EduDevice {
     fn drop(&mut self) {
         // warpdrive dropped every queue first, so no lane is left and nothing is queued: wait

@@ -153,6 +153,14 @@ pub(crate) struct Scheduler<E: Executor> {
     executor: E,
     #[pin]
     turns: Mutex<Turns>,
+    /// Whether the engine is held: it starts no command until released. A test hook, set from
+    /// debugfs, so that tests can keep commands queued, deterministically, while they change
+    /// the memory those commands use.
+    #[pin]
+    held: Mutex<bool>,
+    /// Notified when `held` is cleared.
+    #[pin]
+    released: CondVar,
     #[pin]
     work: Work<Scheduler<E>>,
 }
@@ -171,6 +179,8 @@ impl<E: Executor> Scheduler<E> {
                     lanes: KVec::new(),
                     next: 0,
                 }),
+                held <- new_mutex!(false),
+                released <- new_condvar!(),
                 work <- new_work!("warpdrive_edu::Scheduler::work"),
             }),
             GFP_KERNEL,
@@ -199,9 +209,32 @@ impl<E: Executor> Scheduler<E> {
     }
 
     /// Waits until the work item is not running; for the driver's teardown, after every lane
-    /// was detached.
+    /// was detached. Releases a held engine first.
     pub(crate) fn flush(&self) {
+        self.hold(false);
         self.work.flush();
+    }
+
+    /// Holds the engine (it starts no command) or releases it.
+    pub(crate) fn hold(&self, held: bool) {
+        *self.held.lock() = held;
+        if !held {
+            self.released.notify_all();
+        }
+    }
+
+    /// Whether the engine is held.
+    pub(crate) fn is_held(&self) -> bool {
+        *self.held.lock()
+    }
+
+    /// Waits while the engine is held. Interruptibly, so that a long hold is not reported as a
+    /// hung task; a work item gets no signals, so it only returns once released.
+    fn wait_released(&self) {
+        let mut held = self.held.lock();
+        while *held {
+            let _ = self.released.wait_interruptible(&mut held);
+        }
     }
 
     /// Takes the next command, from the next lane in turn that has one.
@@ -223,7 +256,10 @@ impl<E: Executor> WorkItem for Scheduler<E> {
     type Pointer = Arc<Self>;
 
     fn run(this: Arc<Self>) {
-        while let Some((lane, cmd)) = this.pick() {
+        while let Some((lane, cmd)) = {
+            this.wait_released();
+            this.pick()
+        } {
             let result = if cmd.is_cancelled() {
                 Err(ECANCELED)
             } else {

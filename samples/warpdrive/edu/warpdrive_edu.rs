@@ -9,6 +9,7 @@
 
 mod commands;
 mod crc32c;
+mod debugfs;
 mod engine;
 mod queue;
 mod regs;
@@ -82,6 +83,8 @@ const NAME: &CStr = c"warpdrive_edu";
 struct EduData<'bound> {
     /// The device as warpdrive's `/dev/edu-<id>`. Declared first, so that it is dropped first.
     registration: warpdrive::Registration<'bound>,
+    /// The engines' test hooks in the device's debugfs directory, if it has one.
+    _holds: Option<debugfs::EngineHolds>,
     /// Shuts the engine down when dropped.
     engine: EngineShutdown,
     /// Borrows `vectors`, so it is declared (and dropped) before it.
@@ -134,6 +137,7 @@ impl pci::Driver for EduDriver {
                 .iomap_region_sized::<{ regs::BAR0_SIZE }>(0, NAME)?
                 .into_devres()?;
             let engine = Engine::new(dev, bar, dma_mask)?;
+            let edu = Arc::new(queue::EduDevice::new(engine.clone())?, GFP_KERNEL)?;
 
             // The edu device has a single MSI vector and no MSI-X. INTx would work too, but the
             // tests are about the MSI path.
@@ -175,9 +179,13 @@ impl pci::Driver for EduDriver {
                             sq_entries: queue::SQ_ENTRIES,
                             cq_entries: queue::CQ_ENTRIES,
                         },
-                        Arc::new(queue::EduDevice::new(engine.engine().clone())?, GFP_KERNEL)?,
+                        edu.clone(),
                     )?
                 },
+                // The hooks are for tests; the device works without them.
+                _holds: registration.debugfs_dir().and_then(|dir| {
+                    debugfs::EngineHolds::new(dir, edu.device_units(), edu.bulk()).ok()
+                }),
                 _: {
                     dev_info!(dev, "ready as edu-{}, {} queues\n", registration.id(), queues);
                 },

@@ -44,23 +44,18 @@ use kernel::{
     prelude::*,
     rbtree::{RBTree, RBTreeNode},
     scatterlist::{Owned, SGTable},
-    sync::{
-        aref::ARef,
-        atomic::{Atomic, Relaxed},
-        Arc, CondVar, Mutex, SpinLock,
-    },
+    sync::{aref::ARef, Arc, CondVar, Mutex, SpinLock},
+    time::{Instant, Monotonic},
     uaccess::UserPtr,
 };
 
 /// How many pages one lookup covers: the entries live on the stack.
 const FAULT_WINDOW: usize = 64;
 
-/// How often an access tries again when its pages keep being invalidated before it can use
-/// them, before it fails with `EAGAIN`.
-const MAX_RETRIES: u32 = 16;
-
-/// How long a fault from `KICK` or `REGISTER` retries invalidations that keep coming.
-const FAULT_TIMEOUT_MS: u32 = 1000;
+/// How long an access keeps trying when its pages are invalidated again and again before it
+/// can use them (migration of a whole buffer, say), before it fails with `EAGAIN`; and how long
+/// a fault from `KICK` or `REGISTER` retries such invalidations.
+const RETRY_MS: u32 = 1000;
 
 /// Whether the device may write a registered buffer.
 pub(crate) use kernel::mm::pin::Access;
@@ -81,11 +76,15 @@ pub(crate) enum FaultContext {
 ///
 /// - A bit of `current` is set only if its entry of `map` is set, and only between an install
 ///   that followed the notifier's protocol and the next invalidation of its page.
-/// - `active` counts the [`Access`]es of the buffer.
+/// - `gens[i]` changes with every invalidation of page `i`.
+/// - `active` counts the [`BufferAccess`]es of the buffer.
 /// - Once `retired`, no entry is set and none is installed again.
 struct MirrorState {
     map: HmmDmaMap,
     current: BitmapVec,
+    /// Per page, a generation that each invalidation of the page moves on: a lookup whose
+    /// pages kept theirs is still good, even if other pages of the buffer changed meanwhile.
+    gens: KVVec<u32>,
     active: u32,
     retired: bool,
     /// Entries set now, for the queue's `mapped_pages`.
@@ -110,10 +109,9 @@ pub(crate) struct Buffer {
     /// Notified when `active` drops to zero.
     #[pin]
     idle: CondVar,
-    /// The commands that refer to the buffer, for `UNREGISTER` to wait for.
+    /// The commands that refer to the buffer, for `UNREGISTER` to wait for; closed once
+    /// `UNREGISTER` has started on it, so that commands no longer find it.
     users: Arc<Users>,
-    /// Set once `UNREGISTER` has started on it: commands no longer find it.
-    unregistering: Atomic<bool>,
 }
 
 /// A registered buffer, watched by its notifier for as long as it lives.
@@ -123,32 +121,55 @@ pub(crate) struct Buffer {
 /// reference before it counts itself out, so that the last one is always the registry's.
 pub(crate) type RegisteredBuffer = Arc<IntervalNotifier<Buffer>>;
 
-/// A count of users and a condition variable to wait for none.
+/// The commands that refer to a buffer, and whether `UNREGISTER` has closed it to new ones.
+struct UserCount {
+    count: u32,
+    closed: bool,
+}
+
+/// A count of users, closed to new ones when unregistering starts, and a condition variable to
+/// wait for none.
+///
+/// # Invariants
+///
+/// Once `closed`, `count` never grows: a command either counted itself before the buffer was
+/// closed, and `UNREGISTER` waits for it, or never finds the buffer.
 #[pin_data]
 pub(crate) struct Users {
     #[pin]
-    count: SpinLock<u32>,
+    count: SpinLock<UserCount>,
     #[pin]
     none: CondVar,
 }
 
 impl Users {
-    fn get(&self) {
-        *self.count.lock() += 1;
+    /// Counts a user, unless the buffer is closed.
+    fn try_get(&self) -> bool {
+        let mut users = self.count.lock();
+        if users.closed {
+            return false;
+        }
+        users.count += 1;
+        true
     }
 
     fn put(&self) {
-        let mut count = self.count.lock();
-        *count -= 1;
-        if *count == 0 {
+        let mut users = self.count.lock();
+        users.count -= 1;
+        if users.count == 0 {
             self.none.notify_all();
         }
     }
 
+    /// Closes the buffer to new users; returns whether it was closed already.
+    fn close(&self) -> bool {
+        core::mem::replace(&mut self.count.lock().closed, true)
+    }
+
     fn wait_none(&self) {
-        let mut count = self.count.lock();
-        while *count > 0 {
-            self.none.wait(&mut count);
+        let mut users = self.count.lock();
+        while users.count > 0 {
+            self.none.wait(&mut users);
         }
     }
 }
@@ -177,6 +198,9 @@ impl IntervalNotifierOps for Buffer {
             }
             notifier.set_seq(inv);
             clear_bits(&mut state.current, first, last);
+            for gen in &mut state.gens[first..=last] {
+                *gen = gen.wrapping_add(1);
+            }
             return true;
         }
 
@@ -185,6 +209,9 @@ impl IntervalNotifierOps for Buffer {
         notifier.set_seq(inv);
         let was_current = state.current.next_bit(first).is_some_and(|i| i <= last);
         clear_bits(&mut state.current, first, last);
+        for gen in &mut state.gens[first..=last] {
+            *gen = gen.wrapping_add(1);
+        }
         // The device may be using the pages right now: wait for that, and only that. Queued
         // commands hold no access, and look the pages up again when they run.
         while state.active > 0 {
@@ -212,6 +239,11 @@ impl IntervalNotifierOps for Buffer {
         }
         true
     }
+}
+
+/// Whether [`RETRY_MS`] have passed since `started`.
+fn timed_out(started: &Instant<Monotonic>) -> bool {
+    started.elapsed().as_millis() > i64::from(RETRY_MS)
 }
 
 /// Clears bits `first..=last` of `bits`.
@@ -249,9 +281,13 @@ impl Buffer {
         let pages = (addr + len - base).div_ceil(PAGE_SIZE);
         let map = HmmDmaMap::new(dev, pages)?;
         let current = BitmapVec::new(pages, GFP_KERNEL_ACCOUNT)?;
+        let gens = KVVec::from_elem(0, pages, GFP_KERNEL_ACCOUNT)?;
         let users = Arc::pin_init(
             pin_init!(Users {
-                count <- new_spinlock!(0),
+                count <- new_spinlock!(UserCount {
+                    count: 0,
+                    closed: false,
+                }),
                 none <- new_condvar!(),
             }),
             GFP_KERNEL_ACCOUNT,
@@ -273,13 +309,13 @@ impl Buffer {
                     state <- new_mutex!(MirrorState {
                         map,
                         current,
+                        gens,
                         active: 0,
                         retired: false,
                         mapped: 0,
                     }),
                     idle <- new_condvar!(),
                     users,
-                    unregistering: Atomic::new(false),
                 }),
             ),
             GFP_KERNEL_ACCOUNT,
@@ -337,8 +373,9 @@ impl Buffer {
     }
 
     /// Looks up the pages of entries `first..=last` and installs them, a window at a time.
+    /// A page invalidated after its lookup is left out; the caller looks again.
     ///
-    /// Must be called without a lock that an invalidation waits for, and without an [`Access`]:
+    /// Must be called without a lock that an invalidation waits for, and without an access:
     /// a fault may reclaim memory, and reclaim may invalidate this or another buffer.
     fn fault_in(
         notifier: &IntervalNotifier<Self>,
@@ -354,15 +391,26 @@ impl Buffer {
         let mm = MmWithUser::into_mmput_async(mm);
         let write = buffer.writable();
         let mut pfns = [HmmPfn::NONE; FAULT_WINDOW];
+        let mut gens = [0u32; FAULT_WINDOW];
+        let started = Instant::<Monotonic>::now();
         let mut at = first;
-        let mut busy = 0;
-        let mut newly: isize;
         while at <= last {
             let n = (last + 1 - at).min(FAULT_WINDOW);
             let start = buffer.base + at * PAGE_SIZE;
+            // Taken before the lookup: an invalidation that has run its callback by then is
+            // finished before the lookup starts, since looking up waits for those in progress.
+            {
+                let state = buffer.state.lock();
+                if state.retired {
+                    return Err(ECANCELED);
+                }
+                for (snapshot, gen) in gens.iter_mut().zip(&state.gens[at..at + n]) {
+                    *snapshot = *gen;
+                }
+            }
             let looked_up = match context {
                 FaultContext::Owner => {
-                    notifier.hmm_fault_unlocked(&mm, start, &mut pfns[..n], write, FAULT_TIMEOUT_MS)
+                    notifier.hmm_fault_unlocked(&mm, start, &mut pfns[..n], write, RETRY_MS)
                 }
                 FaultContext::Engine => {
                     let seq = notifier.read_begin();
@@ -373,10 +421,7 @@ impl Buffer {
             };
             let seq = match looked_up {
                 Ok(seq) => seq,
-                Err(e) if e == EBUSY && busy < MAX_RETRIES => {
-                    busy += 1;
-                    continue;
-                }
+                Err(e) if e == EBUSY && !timed_out(&started) => continue,
                 Err(e) if e == EBUSY => return Err(EAGAIN),
                 // Mapped, but not with the access the buffer needs.
                 Err(e) if e == EPERM => return Err(EFAULT),
@@ -386,26 +431,24 @@ impl Buffer {
             if state.retired {
                 return Err(ECANCELED);
             }
-            if notifier.read_retry(seq) {
-                // Invalidated meanwhile: these pages may no longer back the range.
-                drop(state);
-                busy += 1;
-                if busy > MAX_RETRIES {
-                    return Err(EAGAIN);
-                }
-                continue;
-            }
-            newly = 0;
+            // Nothing of the buffer changed, or at least not these pages.
+            let all_fresh = !notifier.read_retry(seq);
+            let mut newly: isize = 0;
             let installed = pfns[..n]
                 .iter()
                 .enumerate()
                 .try_for_each(|(i, pfn)| -> Result {
                     let idx = at + i;
+                    if !all_fresh && state.gens[idx] != gens[i] {
+                        return Ok(());
+                    }
                     let was_set = state.map.entry(idx).is_some();
-                    // SAFETY: The lookup is current: no invalidation started since `seq`, checked
-                    // under the lock that every invalidation of this buffer takes. The entry is
-                    // cleared by the invalidation that may take the page away, under the same lock,
-                    // before it returns (`invalidate` above), or by `retire`.
+                    // SAFETY: The lookup is current for this page: no invalidation started since
+                    // `seq`, or none of this page since `gens[i]` was taken (each bumps it under
+                    // this lock before it changes the page), checked under the lock that every
+                    // invalidation of this buffer takes. The entry is cleared by the invalidation
+                    // that may take the page away, under the same lock, before it returns
+                    // (`invalidate` above), or by `retire`.
                     let set = unsafe { state.map.set(idx, *pfn) };
                     match (was_set, set.is_ok()) {
                         (false, true) => newly += 1,
@@ -440,7 +483,7 @@ impl Buffer {
         {
             let state = buffer.state.lock();
             if state.retired {
-                return Err(ENODEV);
+                return Err(ECANCELED);
             }
             if all_set(&state.current, first, last) {
                 return Ok(());
@@ -462,7 +505,8 @@ impl Buffer {
             return Err(EACCES);
         }
         let (first, last) = buffer.entries(offset, len)?;
-        for _ in 0..MAX_RETRIES {
+        let started = Instant::<Monotonic>::now();
+        loop {
             {
                 let mut state = buffer.state.lock();
                 if state.retired {
@@ -481,9 +525,11 @@ impl Buffer {
                     });
                 }
             }
+            if timed_out(&started) {
+                return Err(EAGAIN);
+            }
             Self::fault_in(notifier, first, last, FaultContext::Engine)?;
         }
-        Err(EAGAIN)
     }
 
     /// Stops mirroring the buffer, for unregistering it or releasing its queue: clears every
@@ -511,12 +557,7 @@ impl Buffer {
     /// Starts unregistering the buffer: commands no longer find it. Returns whether it had
     /// started already.
     pub(crate) fn start_unregistering(&self) -> bool {
-        self.unregistering.xchg(true, Relaxed)
-    }
-
-    /// Whether `UNREGISTER` has started on the buffer.
-    pub(crate) fn is_unregistering(&self) -> bool {
-        self.unregistering.load(Relaxed)
+        self.users.close()
     }
 
     /// Waits until no command refers to the buffer.
@@ -702,15 +743,17 @@ pub(crate) struct BufferRef {
 }
 
 impl BufferRef {
-    /// A reference to `buffer`, counted as a user.
-    pub(crate) fn new(buffer: RegisteredBuffer) -> Self {
+    /// A reference to `buffer`, counted as a user; `None` once `UNREGISTER` has started on it.
+    pub(crate) fn try_new(buffer: RegisteredBuffer) -> Option<Self> {
         let users = buffer.data().users.clone();
-        users.get();
+        if !users.try_get() {
+            return None;
+        }
         // INVARIANT: Counted just now.
-        Self {
+        Some(Self {
             buffer: Some(buffer),
             users,
-        }
+        })
     }
 
     /// The buffer's notifier.

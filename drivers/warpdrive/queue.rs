@@ -513,25 +513,25 @@ impl QueueInner {
         let addr = usize::try_from(addr).map_err(|_| EFAULT)?;
         let addr = UserPtr::from_addr(addr).untagged_addr();
         addr.checked_add(len).ok_or(EFAULT)?;
+        // Counted as a user before the lock goes, so that an `UNREGISTER` that starts after the
+        // lookup waits for this command rather than retiring the buffer under it.
         let registered = self
             .lock_submission()?
             .buffers
             .lookup(addr, len)
-            .filter(|buffer| !buffer.data().is_unregistering());
+            .and_then(BufferRef::try_new);
         if let Some(buffer) = registered {
-            if write && buffer.data().access() != Access::ReadWrite {
+            let Some(notifier) = buffer.notifier() else {
+                return Err(ECANCELED);
+            };
+            if write && notifier.data().access() != Access::ReadWrite {
                 return Err(EACCES);
             }
-            let offset = addr - buffer.data().addr();
+            let offset = addr - notifier.data().addr();
             // The engine usually finds the pages current then; if they change before it runs,
             // it looks them up again.
-            Buffer::prefault(&buffer, offset, len)?;
-            return Ok(Operand::registered(
-                BufferRef::new(buffer),
-                offset,
-                len,
-                write,
-            ));
+            Buffer::prefault(notifier, offset, len)?;
+            return Ok(Operand::registered(buffer, offset, len, write));
         }
         if registered_only {
             return Err(ENOENT);

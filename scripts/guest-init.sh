@@ -42,17 +42,25 @@ mkdir -p /root
 mark() { echo "### wd: $*"; }
 check() { mark "check $1 $2${3:+ $3}"; }
 
-mode=shell iommu=0 profile=normal only=
+mode=shell iommu=0 profile=normal only= swiotlb=0
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	wd.mode=*) mode=${arg#wd.mode=} ;;
 	wd.iommu=*) iommu=${arg#wd.iommu=} ;;
+	wd.swiotlb=*) swiotlb=${arg#wd.swiotlb=} ;;
 	wd.profile=*) profile=${arg#wd.profile=} ;;
 	wd.tests=*) only=$(echo "${arg#wd.tests=}" | tr , ' ') ;;
 	esac
 done
-export WD_EXPECT_IOMMU=$iommu WD_PROFILE=$profile
-mark "mode=$mode iommu=$iommu profile=$profile uptime=$(cut -d' ' -f1 /proc/uptime)"
+export WD_EXPECT_IOMMU=$iommu WD_PROFILE=$profile WD_SWIOTLB=$swiotlb
+mark "mode=$mode iommu=$iommu swiotlb=$swiotlb profile=$profile uptime=$(cut -d' ' -f1 /proc/uptime)"
+
+# A task stuck in D state is reported ("INFO: task ... blocked for more than"),
+# which the host's log scan fails the run on. No test blocks a task for this
+# long; the debug kernel under TCG is several times slower.
+hung=45
+[ "$profile" = debug ] && hung=120
+echo $hung > /proc/sys/kernel/hung_task_timeout_secs
 
 # Kernel messages printed to the console while user space writes to it can
 # land in the middle of a result line. While the guest prints results, only
@@ -65,8 +73,44 @@ finish() {
 	dmesg
 	mark "end dmesg"
 	mark "done"
+	swapoff -a 2>/dev/null
+	umount /mnt/disk 2>/dev/null
 	sync
 	reboot -f
+}
+
+# The guest's memory layout (scripts/guest.sh): two NUMA nodes, an edu
+# device on each, a disk for ext2 and one for swap, and cgroup v2 for memory
+# limits. The tests are told what to expect, and fail when it is missing.
+setup_machine() {
+	nodes=$(ls -d /sys/devices/system/node/node[0-9]* 2>/dev/null | wc -l)
+	edu_nodes=
+	for d in /sys/bus/pci/devices/*; do
+		[ "$(cat "$d/vendor")" = 0x1234 ] && [ "$(cat "$d/device")" = 0x11e8 ] || continue
+		edu_nodes="$edu_nodes $(cat "$d/numa_node")"
+	done
+	if [ "$nodes" = 2 ] && [ "$(echo $edu_nodes | tr ' ' '\n' | sort | tr '\n' ' ')" = "0 1 " ]; then
+		check numa ok "nodes=$nodes edu nodes:$edu_nodes"
+	else
+		check numa fail "nodes=$nodes edu nodes:$edu_nodes (want 2 nodes, one edu on each)"
+	fi
+	# scripts/guest.sh always gives the guest two nodes.
+	export WD_EXPECT_NUMA_NODES=2
+	mkdir -p /sys/fs/cgroup /mnt/disk
+	mount -t cgroup2 cgroup2 /sys/fs/cgroup
+	echo +memory > /sys/fs/cgroup/cgroup.subtree_control
+	if [ -b /dev/vda ] && mke2fs -F /dev/vda >/dev/null 2>&1 &&
+	   mount -t ext2 /dev/vda /mnt/disk; then
+		export WD_DISK=/mnt/disk
+		check disk ok "ext2 on /dev/vda at $WD_DISK"
+	else
+		check disk fail "no ext2 on /dev/vda"
+	fi
+	if [ -b /dev/vdb ] && mkswap /dev/vdb >/dev/null 2>&1 && swapon /dev/vdb; then
+		check swap ok "$(grep SwapTotal /proc/meminfo | tr -s ' ')"
+	else
+		check swap fail "no swap on /dev/vdb"
+	fi
 }
 
 load_modules() {
@@ -112,11 +156,12 @@ run_tests() {
 	fi
 	# The debug kernel (KASAN, lockdep, kmemleak) under TCG is several
 	# times slower; each test binary has a bound either way.
-	limit=300
-	[ "$profile" = debug ] && limit=1500
+	limit=600
+	[ "$profile" = debug ] && limit=2400
 	cd /wd/tests
 	for t in ${only:-$(grep -v "^#" TESTS)}; do
 		mark "begin kselftest $t"
+		start=$(cut -d. -f1 /proc/uptime)
 		if [ -x "./$t" ]; then
 			timeout $limit "./$t" 2>&1
 			rc=$?
@@ -124,7 +169,7 @@ run_tests() {
 			echo "# $t: not found in the initramfs"
 			rc=127
 		fi
-		mark "end kselftest $t rc=$rc"
+		mark "end kselftest $t rc=$rc seconds=$(($(cut -d. -f1 /proc/uptime) - start))"
 	done
 	cd /
 }
@@ -219,6 +264,7 @@ kmemleak_report() {
 # Driver messages from probing would otherwise split the check lines on the
 # console; the shell keeps them, for people watching.
 [ "$mode" = shell ] || quiet_console
+setup_machine
 load_modules
 check_iommu
 

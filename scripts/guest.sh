@@ -19,7 +19,16 @@
 #   -m 2G with q35: all of the guest's RAM lies below 4 GiB (q35 only splits
 #     RAM around the PCI hole from 2.75 GiB up). With dma_mask=0xffffffff the
 #     edu device and the driver's 32-bit DMA mask then reach every page, so
-#     no bounce buffering happens, with or without the IOMMU.
+#     no bounce buffering happens, with or without the IOMMU (unless
+#     WD_SWIOTLB=force asks for it).
+#   Two NUMA nodes of 1 GiB, one CPU each (one socket each, so that no cache
+#     is shared across nodes, which the kernel warns about), so that
+#     move_pages() and mbind() really migrate. Each edu device sits behind a
+#     PCIe root port of its own expander bridge (pxb-pcie), which gives it a
+#     node: device/numa_node reads 0 for one and 1 for the other.
+#   Two virtio disks, created empty for each boot and thrown away after: the
+#     guest puts ext2 on the first (file-backed tests on a real disk) and
+#     swap on the second (reclaim of anonymous and shmem memory).
 #   -device intel-iommu,intremap=off comes before the edu devices, so that
 #     they sit behind it; interrupt remapping would need kernel-irqchip=split
 #     and adds nothing for these tests.
@@ -75,7 +84,12 @@ cpu=${WD_CPU:-max,la57=off}
 # and the host reads them back from dmesg at the end, so none may rotate out.
 append="console=ttyS0 panic=-1 log_buf_len=8M wd.mode=$mode wd.profile=${WD_PROFILE:-normal}"
 [ -n "${WD_TESTS:-}" ] && append+=" wd.tests=$(echo $WD_TESTS | tr ' ' ,)"
-qemu=(qemu-system-x86_64 -machine q35 -accel "$accel" -cpu "$cpu" -smp 2 -m 2G
+qemu=(qemu-system-x86_64 -machine q35 -accel "$accel" -cpu "$cpu"
+	-smp 2,sockets=2,cores=1,threads=1 -m 2G
+	-object memory-backend-ram,id=mem0,size=1G
+	-object memory-backend-ram,id=mem1,size=1G
+	-numa node,nodeid=0,cpus=0,memdev=mem0
+	-numa node,nodeid=1,cpus=1,memdev=mem1
 	-no-reboot -kernel "$kernel" -initrd "$initrd")
 if [ "$iommu" = on ]; then
 	qemu+=(-device intel-iommu,intremap=off)
@@ -83,15 +97,32 @@ if [ "$iommu" = on ]; then
 else
 	append+=" wd.iommu=0"
 fi
+if [ "${WD_SWIOTLB:-}" = force ]; then
+	# Every streaming DMA mapping bounces: the per-access mappings of
+	# registered buffers and the syncs of commands' own pins must be right.
+	append+=" swiotlb=force wd.swiotlb=1"
+fi
 # The demo's output is what "run" is for; the boot log stays in dmesg.
 [ "$mode" = run ] && append+=" quiet"
-qemu+=(-device edu,dma_mask=0xffffffff -device edu,dma_mask=0xffffffff
-	-append "$append")
+for node in 0 1; do
+	qemu+=(-device "pxb-pcie,id=pxb$node,bus_nr=$((64 * (node + 1))),numa_node=$node,bus=pcie.0"
+		-device "pcie-root-port,id=rp$node,bus=pxb$node,chassis=$((node + 1))"
+		-device "edu,bus=rp$node,dma_mask=0xffffffff")
+done
+disks=$(mktemp -d "${TMPDIR:-/tmp}/wd-disks.XXXXXX")
+trap 'rm -rf "$disks"' EXIT
+truncate -s 256M "$disks/fs.img" "$disks/swap.img"
+for d in fs swap; do
+	qemu+=(-drive "file=$disks/$d.img,if=none,id=$d,format=raw,cache=unsafe"
+		-device "virtio-blk-pci,drive=$d,bus=pcie.0")
+done
+qemu+=(-append "$append")
 
 if [ "$mode" = shell ]; then
 	# -nographic: the serial console and QEMU's monitor share the terminal
 	# (Ctrl-A x quits, Ctrl-A c switches to the monitor).
-	exec "${qemu[@]}" -nographic
+	"${qemu[@]}" -nographic
+	exit
 fi
 
 # Not interactive: the console is stdio with no monitor, stdin is closed,

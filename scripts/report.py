@@ -136,6 +136,8 @@ def parse(path):
         if m:
             profile = m.group(1)
     label = f'iommu={iommu}' if profile == 'normal' else f'{profile}, iommu={iommu}'
+    if lines and 'wd.swiotlb=1' in lines[0]:
+        label += ', swiotlb=force'
     run.label = label
 
     qemu_rc = None

@@ -348,7 +348,7 @@ TEST(abi_sizes)
 	EXPECT_EQ(64UL, sizeof(struct wd_desc));
 	EXPECT_EQ(32UL, sizeof(struct wd_cqe));
 	EXPECT_EQ(24UL, sizeof(struct wd_register));
-	EXPECT_EQ(72UL, sizeof(struct wd_queue_status));
+	EXPECT_EQ(80UL, sizeof(struct wd_queue_status));
 	EXPECT_EQ(320UL, sizeof(struct wd_ring_header));
 	/* Each index on a cache line of its own. */
 	EXPECT_EQ(64UL, offsetof(struct wd_ring_header, sq_tail));

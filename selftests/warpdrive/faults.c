@@ -194,15 +194,6 @@ FIXTURE_TEARDOWN_PARENT(faults)
 		TH_LOG("could not restore the fault injection settings");
 }
 
-/* Polls @cond every 10 ms for up to @ms milliseconds; its final value. */
-#define WAIT_FOR(cond, ms) ({						\
-	uint64_t __end = wd_now_ms() + (ms);				\
-	bool __ok;							\
-									\
-	while (!(__ok = (cond)) && wd_now_ms() < __end)			\
-		usleep(10000);						\
-	__ok;								\
-})
 
 /*
  * Arms fail-nth: the @n-th allocation from here on fails. Nothing may run
@@ -877,11 +868,11 @@ static void kick_settled(struct __test_metadata *_metadata,
 		vmpin -= CHUNK / 1024;
 	}
 	ASSERT_EQ(0, fdinfo_field(q->fd, "wd-in-flight")) TH_LOG("n=%u", n);
-	ASSERT_TRUE(WAIT_FOR(wd_read64(&q->st->pinned_pages) == pages, 2000))
+	ASSERT_TRUE(WD_WAIT_FOR(wd_read64(&q->st->pinned_pages) == pages, 2000))
 		TH_LOG("n=%u: %llu pages pinned, %llu registered", n,
 		       (unsigned long long)wd_read64(&q->st->pinned_pages),
 		       (unsigned long long)pages);
-	ASSERT_TRUE(WAIT_FOR(wd_vmpin_kb() == vmpin, 2000))
+	ASSERT_TRUE(WD_WAIT_FOR(wd_vmpin_kb() == vmpin, 2000))
 		TH_LOG("n=%u: VmPin %ld kB, was %ld kB", n, wd_vmpin_kb(),
 		       vmpin);
 	ASSERT_EQ(before->submitted + NR_CMDS, wd_read64(&q->st->submitted))

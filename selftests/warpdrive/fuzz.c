@@ -58,15 +58,6 @@
 #define RACE_MS		4000
 #define MIN_TOTAL_OPS	100000
 
-/* Polls @cond every 10 ms for up to @ms milliseconds; its final value. */
-#define WAIT_FOR(cond, ms) ({						\
-	uint64_t __end = wd_now_ms() + (ms);				\
-	bool __ok;							\
-									\
-	while (!(__ok = (cond)) && wd_now_ms() < __end)			\
-		usleep(10000);						\
-	__ok;								\
-})
 
 /* ---- the run's totals, shared by the tests' processes ---- */
 
@@ -517,12 +508,12 @@ static void recovered(struct __test_metadata *_metadata,
 	int i;
 
 	for (i = 0; i < self->n; i++)
-		EXPECT_TRUE(WAIT_FOR(wd_avail(&self->devs[i]) ==
+		EXPECT_TRUE(WD_WAIT_FOR(wd_avail(&self->devs[i]) ==
 				     self->avail[i], 5000))
 			TH_LOG("%s: available_instances %d, was %d",
 			       self->devs[i].name, wd_avail(&self->devs[i]),
 			       self->avail[i]);
-	EXPECT_TRUE(WAIT_FOR(wd_vmpin_kb() == self->vmpin, 5000))
+	EXPECT_TRUE(WD_WAIT_FOR(wd_vmpin_kb() == self->vmpin, 5000))
 		TH_LOG("VmPin %ld kB, was %ld kB", wd_vmpin_kb(), self->vmpin);
 	for (i = 0; i < self->n; i++)
 		fresh_queue_works(_metadata, &self->devs[i], seed + i);
@@ -717,7 +708,8 @@ static void io_unknown(struct io_ctx *c, bool w_type)
 	}
 }
 
-static uint64_t io_pinned_pages(struct io_ctx *c)
+/* Pages of the live buffers, all mapped for the device (none pinned). */
+static uint64_t io_mapped_pages(struct io_ctx *c)
 {
 	uint64_t n = 0;
 	unsigned int i;
@@ -864,18 +856,13 @@ static void io_gen_register(struct io_ctx *c, struct wd_register *reg,
 	}
 	*pages = page_count(addr, len, c->page);
 	*errs = 0;
-	/* The pages are charged before they are pinned. */
-	if (c->limited &&
-	    c->b_pages + io_pinned_pages(c) + *pages > c->limit_pages)
-		*errs |= E(ENOMEM);
-	if (!mapped)
-		*errs |= E(EFAULT);
 	/*
-	 * A range that runs on past the reservation covers the queue's own
-	 * rings, a shared file mapping: writable, that is EOPNOTSUPP too.
+	 * Registered memory is mirrored, not pinned: RLIMIT_MEMLOCK does not
+	 * apply. A range that runs on past the reservation covers the
+	 * queue's own rings, which nothing can mirror: EFAULT as for a hole.
 	 */
-	if (far && (reg->flags & WD_REGISTER_WRITE))
-		*errs |= E(EOPNOTSUPP);
+	if (!mapped || far)
+		*errs |= E(EFAULT);
 	*ok = !*errs;
 }
 
@@ -1093,21 +1080,21 @@ static void io_check(struct io_ctx *c)
 
 	c->f->count[IO_CHECK]++;
 	wd_status(&c->a, &st);
-	if (st.buffers != c->nlive || st.pinned_pages != io_pinned_pages(c))
+	if (st.buffers != c->nlive || st.mapped_pages != io_mapped_pages(c) ||
+	    st.pinned_pages)
 		finding(c->f,
-			"status: %llu buffers, %llu pages pinned; expected %u, %llu",
+			"status: %llu buffers, %llu pages mapped, %llu pinned; expected %u, %llu, 0",
 			(unsigned long long)st.buffers,
+			(unsigned long long)st.mapped_pages,
 			(unsigned long long)st.pinned_pages, c->nlive,
-			(unsigned long long)io_pinned_pages(c));
+			(unsigned long long)io_mapped_pages(c));
 	if (st.state != (c->started ? WD_QUEUE_STARTED : WD_QUEUE_INIT))
 		finding(c->f, "status: state %u, started %d", st.state,
 			c->started);
+	/* Neither queue's buffers are pinned. */
 	pin = wd_vmpin_kb();
-	if (pin != c->vmpin0 + (long)((io_pinned_pages(c) + c->b_pages) *
-				      (c->page / KiB)))
-		finding(c->f, "VmPin %ld kB, expected %ld + %llu pages", pin,
-			c->vmpin0,
-			(unsigned long long)(io_pinned_pages(c) + c->b_pages));
+	if (pin != c->vmpin0)
+		finding(c->f, "VmPin %ld kB, expected %ld", pin, c->vmpin0);
 }
 
 /* From here on RLIMIT_MEMLOCK applies: room for 48 more pages. */
@@ -1118,7 +1105,7 @@ static void io_limit(struct __test_metadata *_metadata, struct io_ctx *c,
 
 	io_check(c);
 	ASSERT_EQ(0, getrlimit(RLIMIT_MEMLOCK, old));
-	c->limit_pages = c->b_pages + io_pinned_pages(c) + 48;
+	c->limit_pages = c->b_pages + io_mapped_pages(c) + 48;
 	rl.rlim_cur = c->limit_pages * c->page;
 	rl.rlim_max = old->rlim_max;
 	ASSERT_LE(rl.rlim_cur, rl.rlim_max);
@@ -1435,8 +1422,6 @@ static void mm_map(struct __test_metadata *_metadata, struct mm_ctx *c,
 			errs |= E(EINVAL);	/* the regions are shared only */
 		else if (c->held[region].p)
 			errs |= E(EEXIST);
-		if (region == WD_REGION_MMIO && (prot & PROT_WRITE))
-			errs |= E(EPERM);
 		if (!errs && (prot & PROT_EXEC)) {
 			/* noexec mounts */
 			sure = 0;
@@ -1553,17 +1538,12 @@ static void mm_protect(struct mm_ctx *c, int region)
 	errno = 0;
 	ret = mprotect(h->p, h->len, prot);
 	err = errno;
-	if (region == WD_REGION_MMIO && (prot & PROT_WRITE)) {
-		if (!ret)
-			finding(c->f, "status page made writable by mprotect");
-	} else if (ret && !(prot & PROT_EXEC)) {
+	/* Both regions may be writable, as libwd maps them. */
+	if (ret && !(prot & PROT_EXEC))
 		finding(c->f, "mprotect(%#x) of region %d: %s", prot, region,
 			strerror(err));
-	}
 	if (!ret)
 		h->prot = prot;
-	if (!ret && region == WD_REGION_MMIO && (prot & PROT_WRITE))
-		mprotect(h->p, h->len, PROT_READ);
 }
 
 static void mm_remap(struct mm_ctx *c, int region)
@@ -2718,7 +2698,7 @@ TEST_F_TIMEOUT(fuzz, ring, 1200)
 				TH_LOG("%s: %s", area_name(a), strerror(errno));
 	EXPECT_EQ(0, wd_unregister(c->b.fd, c->b_handle));
 	EXPECT_EQ(0ULL, wd_read64(&c->a.st->buffers));
-	EXPECT_TRUE(WAIT_FOR(wd_read64(&c->a.st->pinned_pages) == 0, 2000));
+	EXPECT_TRUE(WD_WAIT_FOR(wd_read64(&c->a.st->pinned_pages) == 0, 2000));
 	wd_queue_close(&c->a);
 	wd_queue_close(&c->b);
 	munmap(c->res, c->res_len);
@@ -3472,7 +3452,7 @@ TEST_F_TIMEOUT(fuzz, races, 600)
 				strerror(errno));
 	}
 	EXPECT_EQ(0ULL, wd_read64(&c->q.st->buffers));
-	EXPECT_TRUE(WAIT_FOR(wd_read64(&c->q.st->pinned_pages) == 0, 2000))
+	EXPECT_TRUE(WD_WAIT_FOR(wd_read64(&c->q.st->pinned_pages) == 0, 2000))
 		TH_LOG("%llu pages pinned",
 		       (unsigned long long)wd_read64(&c->q.st->pinned_pages));
 	wd_queue_close(&c->q);
@@ -3916,7 +3896,7 @@ static void rv_finish(struct rv_ctx *c, struct rv_q *q)
 	if (q->st) {
 		/* Without the ring, the status page is all there is to see. */
 		if (!q->hdr)
-			WAIT_FOR(wd_read64(&q->st->completed) ==
+			WD_WAIT_FOR(wd_read64(&q->st->completed) ==
 				 wd_read64(&q->st->submitted), WD_WAIT_MS);
 		if (wd_read64(&q->st->submitted) != q->accepted ||
 		    wd_read64(&q->st->completed) !=

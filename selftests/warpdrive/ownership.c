@@ -50,14 +50,6 @@ FIXTURE_TEARDOWN(owner)
 	wd_queue_close(&self->q);
 }
 
-#define WAIT_FOR(cond, ms) ({						\
-	uint64_t __end = wd_now_ms() + (ms);				\
-	bool __ok;							\
-									\
-	while (!(__ok = (cond)) && wd_now_ms() < __end)			\
-		usleep(10000);						\
-	__ok;								\
-})
 
 /* Sends @fd and one byte @c over the unix socket @sock. */
 static int send_fd(int sock, int fd, char c)
@@ -174,7 +166,7 @@ static void check_untouched(struct __test_metadata *_metadata,
 	EXPECT_EQ((__u32)WD_QUEUE_STARTED, st.state);
 	EXPECT_EQ(0ULL, st.submitted);
 	EXPECT_EQ(1ULL, st.buffers);
-	EXPECT_LT(0ULL, st.pinned_pages);
+	EXPECT_LT(0ULL, st.mapped_pages);
 	ASSERT_EQ(1, wd_kick(q)) TH_LOG("%s", wd_ring_error());
 	ASSERT_EQ(0, wd_reap(q, &cqe, 1, WD_WAIT_MS))
 		TH_LOG("%s", wd_ring_error());
@@ -236,6 +228,61 @@ TEST_F(owner, scm_rights)
 	close(sv[0]);
 	check_intruder(_metadata, status);
 	check_untouched(_metadata, &self->q, h);
+}
+
+/*
+ * A process that got the fd may map the status page as often as it likes,
+ * writable too, as libwd does, but its mappings never count against the
+ * owner's: while it holds one, the owner maps the status page itself.
+ */
+TEST_F(owner, receiver_mapping_never_blocks_owner)
+{
+	size_t mmio = self->q.st_len;
+	int sv[2], status, fd;
+	void *mine, *p1, *p2;
+	pid_t pid;
+	char c;
+
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+	/* The owner gives its own mapping up first. */
+	ASSERT_EQ(0, munmap(self->q.st, mmio));
+	self->q.st = NULL;
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		close(self->q.fd);
+		close(sv[0]);
+		fd = recv_fd(sv[1], &c);
+		if (fd < 0)
+			_exit(101);
+		p1 = wd_map(fd, WD_REGION_MMIO, mmio, PROT_READ | PROT_WRITE);
+		p2 = wd_map(fd, WD_REGION_MMIO, mmio, PROT_READ);
+		if (p1 == MAP_FAILED || p2 == MAP_FAILED)
+			_exit(102);
+		if (wd_read32(&((struct wd_queue_status *)p2)->magic) !=
+		    WD_QUEUE_STATUS_MAGIC)
+			_exit(103);
+		/* Mapped: tell the owner, and hold on until it is done. */
+		if (write(sv[1], "m", 1) != 1 || read(sv[1], &c, 1) != 1)
+			_exit(104);
+		_exit(0);
+	}
+	close(sv[1]);
+	ASSERT_EQ(0, send_fd(sv[0], self->q.fd, 'q'));
+	ASSERT_EQ(1, read(sv[0], &c, 1));
+	mine = wd_map(self->q.fd, WD_REGION_MMIO, mmio, PROT_READ | PROT_WRITE);
+	EXPECT_NE(MAP_FAILED, mine) TH_LOG("owner's mmap: %s", strerror(errno));
+	/* The owner's own second mapping is still refused. */
+	EXPECT_EQ(MAP_FAILED, wd_map(self->q.fd, WD_REGION_MMIO, mmio,
+				     PROT_READ));
+	EXPECT_EQ(EEXIST, errno);
+	ASSERT_EQ(1, write(sv[0], "x", 1));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	close(sv[0]);
+	EXPECT_TRUE(WIFEXITED(status) && !WEXITSTATUS(status))
+		TH_LOG("receiver status %#x", status);
+	if (mine != MAP_FAILED)
+		self->q.st = mine;
 }
 
 struct thread_arg {
@@ -480,13 +527,15 @@ TEST_F_TIMEOUT(owner, orphaned, 60)
 	/* Anyone holding the fd may watch the status page. */
 	st = wd_map(fd, WD_REGION_MMIO, mmio, PROT_READ);
 	ASSERT_NE(MAP_FAILED, st) TH_LOG("%s", strerror(errno));
-	EXPECT_TRUE(WAIT_FOR(wd_read32(&st->state) == WD_QUEUE_ORPHANED, 5000))
+	EXPECT_TRUE(WD_WAIT_FOR(wd_read32(&st->state) == WD_QUEUE_ORPHANED, 5000))
 		TH_LOG("state %u", wd_read32(&st->state));
-	EXPECT_TRUE(WAIT_FOR(wd_read64(&st->pinned_pages) == 0, 5000))
+	EXPECT_TRUE(WD_WAIT_FOR(wd_read64(&st->pinned_pages) == 0, 5000))
 		TH_LOG("%llu pages pinned",
 		       (unsigned long long)wd_read64(&st->pinned_pages));
+	/* The address space's release took every page from the device. */
+	EXPECT_EQ(0ULL, wd_read64(&st->mapped_pages));
 	EXPECT_EQ((uint64_t)ORPHAN_CMDS, wd_read64(&st->submitted));
-	EXPECT_TRUE(WAIT_FOR(wd_read64(&st->completed) == ORPHAN_CMDS, 20000))
+	EXPECT_TRUE(WD_WAIT_FOR(wd_read64(&st->completed) == ORPHAN_CMDS, 20000))
 		TH_LOG("%llu completed",
 		       (unsigned long long)wd_read64(&st->completed));
 	/* The header: "pending commands are cancelled". */

@@ -2,16 +2,21 @@
 /*
  * warpdrive device removal: unbinding the edu driver from a device whose
  * queues are open, started and mapped, with buffers registered and
- * commands in flight, then binding it again. Run last: it
+ * commands in flight, or with the owner stuck in a fault that user space
+ * never serves, then binding it again. Run last: it
  * unbinds every edu device in turn. The fixture's teardown runs in the
  * parent process and rebinds whatever the test left unbound, even if the
  * test died.
  */
 #include "kselftest_harness.h"
 
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include "wd_ring.h"
 
@@ -51,35 +56,6 @@ FIXTURE_TEARDOWN_PARENT(removal)
 		TH_LOG("rebinding %s: %s", self->bdfs[i],
 		       ret ? strerror(-ret) : "ok");
 	}
-}
-
-static sigjmp_buf touch_env;
-
-static void touch_handler(int sig)
-{
-	siglongjmp(touch_env, sig);
-}
-
-/* Accesses @addr; returns the signal that raised, 0 if none. */
-static int touch(void *addr, bool write)
-{
-	struct sigaction sa = { .sa_handler = touch_handler };
-	struct sigaction old_bus, old_segv;
-	int sig;
-
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGBUS, &sa, &old_bus);
-	sigaction(SIGSEGV, &sa, &old_segv);
-	sig = sigsetjmp(touch_env, 1);
-	if (!sig) {
-		if (write)
-			wd_write32(addr, 0x5a5a5a5a);
-		else
-			wd_read32(addr);
-	}
-	sigaction(SIGBUS, &old_bus, NULL);
-	sigaction(SIGSEGV, &old_segv, NULL);
-	return sig;
 }
 
 #define EXPECT_GONE(call) do {						\
@@ -212,8 +188,8 @@ static void unbind_busy(struct __test_metadata *_metadata,
 			 COPY_LEN, 0);
 	ASSERT_EQ(2U, wd_sq_push(&q, d, 2));
 	ASSERT_EQ(2, wd_kick(&q)) TH_LOG("%s", wd_ring_error());
-	ASSERT_EQ(0, touch(mmio, false));
-	ASSERT_EQ(0, touch(dus, false));
+	ASSERT_EQ(0, wd_touch(mmio, false));
+	ASSERT_EQ(0, wd_touch(dus, false));
 	/* ...and an idle one that stays open across the rebind. */
 	idle_fd = self->total[i] > 1 ? wd_open(dev) : -1;
 	if (self->total[i] > 1)
@@ -244,9 +220,9 @@ static void unbind_busy(struct __test_metadata *_metadata,
 	EXPECT_NE(0, pfd.revents & (POLLERR | POLLHUP))
 		TH_LOG("revents %#x", pfd.revents);
 
-	EXPECT_EQ(SIGBUS, touch(mmio, false));
-	EXPECT_EQ(SIGBUS, touch(dus, false));
-	EXPECT_EQ(SIGBUS, touch((char *)dus + dus_len - 4, true));
+	EXPECT_EQ(SIGBUS, wd_touch(mmio, false));
+	EXPECT_EQ(SIGBUS, wd_touch(dus, false));
+	EXPECT_EQ(SIGBUS, wd_touch((char *)dus + dus_len - 4, true));
 
 	EXPECT_EQ(0, munmap(dus, dus_len));
 	EXPECT_GONE(wd_map(fd, WD_REGION_DUS, dus_len,
@@ -288,6 +264,138 @@ TEST_F_TIMEOUT(removal, unbind_open_queue, 120)
 		TH_LOG("%s (%s)", self->devs[i].name, self->devs[i].bdf);
 		unbind_busy(_metadata, self, i);
 	}
+}
+
+/*
+ * Anonymous memory under a userfaultfd that nobody serves: any fault on it
+ * waits until the process dies. Returns the range, or NULL.
+ */
+static void *unserved_range(size_t len)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+	void *p;
+	int uffd;
+
+	uffd = syscall(__NR_userfaultfd, O_CLOEXEC);
+	if (uffd < 0 || ioctl(uffd, UFFDIO_API, &api))
+		return NULL;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	reg.range.start = (uintptr_t)p;
+	reg.range.len = len;
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg))
+		return NULL;
+	/* uffd stays open: closing it would wake the faults. */
+	return p;
+}
+
+enum hostage_call { HOSTAGE_KICK, HOSTAGE_REGISTER };
+
+/*
+ * The child: a queue of @dev, then a KICK whose command reads unserved
+ * memory (pinned for the command, so KICK faults it), or a REGISTER of
+ * such memory. Tells the parent on @ready just before the call, which
+ * should never return.
+ */
+static int hostage_child(const struct wd_dev *dev, enum hostage_call call,
+			 int ready)
+{
+	const size_t len = 64 * 1024;
+	struct wd_queue q;
+	struct wd_desc d;
+	uint32_t h;
+	char *src, *dst;
+
+	wd_queue_init(&q);
+	if (wd_queue_open(&q, dev, 0))
+		return 10;
+	src = unserved_range(len);
+	dst = wd_alloc(len);
+	if (!src || !dst)
+		return 11;
+	if (call == HOSTAGE_KICK) {
+		d = wd_mkdesc(WD_EDU_OP_EMU_MEMCPY, 1, src, dst, len, 0);
+		if (wd_sq_push(&q, &d, 1) != 1)
+			return 12;
+	}
+	if (write(ready, "r", 1) != 1)
+		return 13;
+	if (call == HOSTAGE_KICK)
+		wd_kick(&q);
+	else
+		wd_register(q.fd, src, len, 0, &h);
+	return 14;	/* returned, though nothing served the fault */
+}
+
+/* Whether @pid is still there after @ms, and so blocked. */
+static bool still_running(pid_t pid, int ms)
+{
+	int status;
+
+	usleep(ms * 1000);
+	return waitpid(pid, &status, WNOHANG) == 0;
+}
+
+/*
+ * User space cannot hold removal hostage: with the owner of a queue stuck
+ * for good in a fault from KICK or REGISTER (userfaultfd, never served),
+ * unbinding the device finishes at once, and the stuck task still dies on
+ * SIGKILL. Neither call holds a lock that removal takes across the fault.
+ */
+static void hostage(struct __test_metadata *_metadata,
+		    struct _test_data_removal *self, enum hostage_call call)
+{
+	struct wd_dev *dev = &self->devs[0];
+	uint64_t start, took;
+	int ready[2], status;
+	pid_t pid;
+	char c;
+
+	ASSERT_EQ(0, pipe2(ready, O_CLOEXEC));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		close(ready[0]);
+		_exit(hostage_child(dev, call, ready[1]));
+	}
+	close(ready[1]);
+	ASSERT_EQ(1, read(ready[0], &c, 1)) TH_LOG("the child failed early");
+	close(ready[0]);
+	/* Under way: blocked in the fault, not finished. */
+	ASSERT_TRUE(still_running(pid, 500))
+		TH_LOG("the %s returned without the fault being served",
+		       call == HOSTAGE_KICK ? "KICK" : "REGISTER");
+
+	start = wd_now_ms();
+	self->unbound[0] = true;
+	ASSERT_EQ(0, wd_pci_unbind(self->bdfs[0]));
+	took = wd_now_ms() - start;
+	check_gone(_metadata, dev);
+	ksft_print_msg("%s hostage: unbind took %llu ms\n",
+		       call == HOSTAGE_KICK ? "KICK" : "REGISTER",
+		       (unsigned long long)took);
+	/* Still stuck in its fault, which the unbind did not touch. */
+	EXPECT_TRUE(still_running(pid, 100));
+
+	ASSERT_EQ(0, kill(pid, SIGKILL));
+	EXPECT_TRUE(WD_WAIT_FOR(waitpid(pid, &status, WNOHANG) == pid, 10000))
+		TH_LOG("the stuck task did not die on SIGKILL");
+	EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+		TH_LOG("status %#x", status);
+	rebind(_metadata, self, 0);
+}
+
+TEST_F_TIMEOUT(removal, kick_hostage, 120)
+{
+	hostage(_metadata, self, HOSTAGE_KICK);
+}
+
+TEST_F_TIMEOUT(removal, register_hostage, 120)
+{
+	hostage(_metadata, self, HOSTAGE_REGISTER);
 }
 
 TEST_HARNESS_MAIN

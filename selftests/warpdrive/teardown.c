@@ -311,35 +311,6 @@ static int read_fdinfo(int fd, struct fdinfo *fi)
 
 /* ---- checks ---- */
 
-static sigjmp_buf touch_env;
-
-static void touch_handler(int sig)
-{
-	siglongjmp(touch_env, sig);
-}
-
-/* Accesses @addr; returns the signal that raised, 0 if none. */
-static int touch(void *addr, bool write)
-{
-	struct sigaction sa = { .sa_handler = touch_handler };
-	struct sigaction old_bus, old_segv;
-	int sig;
-
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGBUS, &sa, &old_bus);
-	sigaction(SIGSEGV, &sa, &old_segv);
-	sig = sigsetjmp(touch_env, 1);
-	if (!sig) {
-		if (write)
-			wd_write32(addr, 0x5a5a5a5a);
-		else
-			wd_read32(addr);
-	}
-	sigaction(SIGBUS, &old_bus, NULL);
-	sigaction(SIGSEGV, &old_segv, NULL);
-	return sig;
-}
-
 #define EXPECT_GONE(call, c) do {					\
 	errno = 0;							\
 	EXPECT_EQ(-1, (call)) TH_LOG("cycle %d: %s succeeded", c, #call); \
@@ -624,9 +595,9 @@ static unsigned long long check_dead(struct __test_metadata *_metadata,
 	EXPECT_GONE(ioctl(fd, WD_IOCTL_UNREGISTER, &handle), c);
 	EXPECT_GONE(ioctl(fd, WD_EDU_CMD_FACTORIAL, &arg), c);
 
-	EXPECT_EQ(SIGBUS, touch(vq->q.st, false)) TH_LOG("cycle %d", c);
-	EXPECT_EQ(SIGBUS, touch(vq->q.dus, false)) TH_LOG("cycle %d", c);
-	EXPECT_EQ(SIGBUS, touch((char *)vq->q.dus + vq->q.dus_len - 4, true))
+	EXPECT_EQ(SIGBUS, wd_touch(vq->q.st, false)) TH_LOG("cycle %d", c);
+	EXPECT_EQ(SIGBUS, wd_touch(vq->q.dus, false)) TH_LOG("cycle %d", c);
+	EXPECT_EQ(SIGBUS, wd_touch((char *)vq->q.dus + vq->q.dus_len - 4, true))
 		TH_LOG("cycle %d", c);
 
 	/* What the destinations say about each command. */
@@ -864,8 +835,8 @@ static void one_cycle(struct __test_metadata *_metadata,
 		r->v[k].done_before = wd_read64(&r->v[k].q.st->completed);
 		r->pending += r->v[k].submitted - r->v[k].done_before;
 	}
-	EXPECT_EQ(0, touch(r->v[0].q.st, false));
-	EXPECT_EQ(0, touch(r->v[0].q.dus, false));
+	EXPECT_EQ(0, wd_touch(r->v[0].q.st, false));
+	EXPECT_EQ(0, wd_touch(r->v[0].q.dus, false));
 
 	t0 = wd_now_ms();
 	remove_dev(_metadata, self, kind, i, c);

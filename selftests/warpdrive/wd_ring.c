@@ -356,6 +356,8 @@ void wd_status(const struct wd_queue *q, struct wd_queue_status *out)
 {
 	const struct wd_queue_status *st = q->st;
 
+	/* A new field must be loaded below too. */
+	_Static_assert(sizeof(*st) == 80, "wd_status() misses a field");
 #define LD(f) (out->f = __atomic_load_n(&st->f, __ATOMIC_RELAXED))
 	LD(magic);
 	LD(state);
@@ -368,6 +370,7 @@ void wd_status(const struct wd_queue *q, struct wd_queue_status *out)
 	LD(pinned_pages);
 	LD(buffers);
 	LD(invalidations);
+	LD(mapped_pages);
 #undef LD
 }
 

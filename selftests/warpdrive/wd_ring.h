@@ -240,4 +240,14 @@ void *wd_alloc(size_t len);
 /* CLOCK_MONOTONIC in milliseconds. */
 uint64_t wd_now_ms(void);
 
+/* Polls @cond every 10 ms for up to @ms milliseconds; its final value. */
+#define WD_WAIT_FOR(cond, ms) ({					\
+	uint64_t __end = wd_now_ms() + (ms);				\
+	bool __ok;							\
+									\
+	while (!(__ok = (cond)) && wd_now_ms() < __end)			\
+		usleep(10000);						\
+	__ok;								\
+})
+
 #endif /* WD_RING_H */

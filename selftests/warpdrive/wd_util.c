@@ -10,6 +10,8 @@
 #include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -391,4 +393,44 @@ int wd_pci_uacce(const char *bdf, char *name, size_t len)
 	if (n && wd_path(name, len, "%s", first))
 		return -ENAMETOOLONG;
 	return n;
+}
+
+static __thread sigjmp_buf touch_env;
+
+static void touch_handler(int sig)
+{
+	siglongjmp(touch_env, sig);
+}
+
+int wd_touch(void *addr, bool write)
+{
+	struct sigaction sa = { .sa_handler = touch_handler };
+	struct sigaction old_bus, old_segv;
+	int sig;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, &old_bus);
+	sigaction(SIGSEGV, &sa, &old_segv);
+	sig = sigsetjmp(touch_env, 1);
+	if (!sig) {
+		if (write)
+			wd_write32(addr, 0x5a5a5a5a);
+		else
+			wd_read32(addr);
+	}
+	sigaction(SIGBUS, &old_bus, NULL);
+	sigaction(SIGSEGV, &old_segv, NULL);
+	return sig;
+}
+
+int wd_engine_hold(const struct wd_dev *dev, const char *engine, bool hold)
+{
+	char path[WD_PATH_LEN];
+	int ret;
+
+	ret = wd_path(path, sizeof(path), "/sys/kernel/debug/warpdrive/%s/hold_%s",
+		      dev->name, engine);
+	if (ret)
+		return ret;
+	return wd_write_file(path, hold ? "1" : "0");
 }

@@ -136,4 +136,17 @@ bool wd_pci_bound(const char *bdf);
  */
 int wd_pci_uacce(const char *bdf, char *name, size_t len);
 
+/*
+ * Accesses @addr (a 32-bit read or write); returns the signal it raised,
+ * SIGBUS or SIGSEGV, or 0 if none.
+ */
+int wd_touch(void *addr, bool write);
+
+/*
+ * The edu driver's test hook (debugfs warpdrive/<dev>/hold_<engine>):
+ * holds @engine ("device" or "bulk") of @dev, which then starts no command,
+ * or releases it. Returns 0 or -errno.
+ */
+int wd_engine_hold(const struct wd_dev *dev, const char *engine, bool hold);
+
 #endif /* WD_UTIL_H */

@@ -62,7 +62,9 @@ pub const WD_EDU_BULK_MAX: u64 = 256 << 20;
 /// The api string of the edu driver (sysfs `api`).
 pub const EDU_API: &str = "warpdrive_edu_v2";
 
-/// `struct wd_queue_status`: the read-only status page.
+/// `struct wd_queue_status`: the status page. The kernel rewrites it and
+/// never reads it back, so it may be mapped read-only (as this crate does)
+/// or `PROT_READ | PROT_WRITE` (as UADK's libwd maps every region).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WdQueueStatus {
@@ -82,12 +84,17 @@ pub struct WdQueueStatus {
     pub errors: u64,
     /// Bytes of successful commands.
     pub bytes: u64,
-    /// Pages this queue keeps pinned now.
+    /// Pages pinned now for commands' own memory (operands outside
+    /// registered buffers, pinned while their command lives).
     pub pinned_pages: u64,
     /// Buffers registered now.
     pub buffers: u64,
-    /// Registered mappings torn down by the MMU notifier.
+    /// Invalidations that took current pages of a registered buffer away
+    /// from the device.
     pub invalidations: u64,
+    /// Pages of registered buffers mapped for the device now (mirrored,
+    /// never pinned).
+    pub mapped_pages: u64,
 }
 
 /// `struct wd_ring_header`: the first bytes of the DUS region. Each index
@@ -242,9 +249,16 @@ pub const WD_EDU_CMD_FACTORIAL: u32 = ioc(
 
 // The layout the header documents. A mismatch is a compile error.
 const _: () = {
-    assert!(size_of::<WdQueueStatus>() == 72);
+    assert!(size_of::<WdQueueStatus>() == 80);
+    assert!(offset_of!(WdQueueStatus, queue_index) == 8);
     assert!(offset_of!(WdQueueStatus, submitted) == 16);
+    assert!(offset_of!(WdQueueStatus, completed) == 24);
+    assert!(offset_of!(WdQueueStatus, errors) == 32);
+    assert!(offset_of!(WdQueueStatus, bytes) == 40);
+    assert!(offset_of!(WdQueueStatus, pinned_pages) == 48);
+    assert!(offset_of!(WdQueueStatus, buffers) == 56);
     assert!(offset_of!(WdQueueStatus, invalidations) == 64);
+    assert!(offset_of!(WdQueueStatus, mapped_pages) == 72);
 
     assert!(size_of::<WdRingHeader>() == 320);
     assert!(offset_of!(WdRingHeader, desc_size) == 24);

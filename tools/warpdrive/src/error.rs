@@ -78,12 +78,23 @@ pub enum Error {
         /// The errno (`EACCES` or `EPERM`).
         errno: i32,
     },
-    /// `ENOMEM` from `REGISTER`: pinning the buffer would exceed
-    /// `RLIMIT_MEMLOCK`.
+    /// A command completed with `-ENOMEM`: pinning its own memory would
+    /// exceed `RLIMIT_MEMLOCK`. Only a command's own operands (memory
+    /// outside every registered buffer, pinned while the command lives) are
+    /// pinned and charged; registered buffers are mirrored for the device
+    /// without pins, so registering the memory avoids the limit. (The
+    /// kernel also completes a command with `-ENOMEM` when it runs out of
+    /// memory, which is rare.)
+    ///
+    /// `ENOMEM` from `REGISTER` is not this: it means that the kernel
+    /// could not map the buffer's pages for the device ([`Error::Io`]).
     MemlockLimit {
-        /// Bytes the registration asked for.
-        len: u64,
-        /// The soft `RLIMIT_MEMLOCK` in bytes, `None` if unlimited.
+        /// The command's opcode (0 if unknown).
+        opcode: u16,
+        /// Its user_data.
+        user_data: u64,
+        /// The soft `RLIMIT_MEMLOCK` in bytes when the failure was seen,
+        /// `None` if unlimited.
         limit: Option<u64>,
     },
     /// `ENODEV`: the device was removed while the queue was open.
@@ -91,7 +102,8 @@ pub enum Error {
         /// The device's name.
         device: String,
     },
-    /// A command completed with a negative status.
+    /// A command completed with a negative status (other than `-ENOMEM`,
+    /// which is [`Error::MemlockLimit`]).
     Command {
         /// Its opcode.
         opcode: u16,
@@ -130,6 +142,7 @@ pub fn errno_name(errno: i32) -> Option<&'static str> {
     Some(match e {
         Errno::PERM => "EPERM",
         Errno::NOENT => "ENOENT",
+        Errno::INTR => "EINTR",
         Errno::IO => "EIO",
         Errno::NXIO => "ENXIO",
         Errno::TOOBIG => "E2BIG",
@@ -179,8 +192,11 @@ pub fn edu_opcode_name(opcode: u16) -> &'static str {
 impl Error {
     /// Maps an errno from `op` on `target` to the error a caller can act
     /// on. The same errno means different things for different calls:
-    /// `ENOMEM` is the memlock limit only for `REGISTER`, `EBUSY` means
-    /// "no free queue" only for `open()`.
+    /// `EBUSY` means "no free queue" only for `open()`. No system call's
+    /// `ENOMEM` is the memlock limit: `REGISTER` pins nothing, and its
+    /// `ENOMEM` means that the kernel could not map the buffer's pages for
+    /// the device. The limit shows as a command's `-ENOMEM` completion
+    /// instead ([`Error::from_completion`]).
     pub fn from_io(op: Op, target: &str, source: io::Error) -> Self {
         use rustix::io::Errno;
         let errno = source.raw_os_error().unwrap_or(0);
@@ -197,16 +213,22 @@ impl Error {
         }
     }
 
-    /// Like [`Error::from_io`] for `REGISTER` of `len` bytes, with the
-    /// memlock limit read at the time of the failure.
-    pub fn from_register(target: &str, len: u64, source: io::Error) -> Self {
-        if source.raw_os_error() == Some(rustix::io::Errno::NOMEM.raw_os_error()) {
+    /// The error for a command that completed with the negative `status`:
+    /// [`Error::MemlockLimit`] for `-ENOMEM` (its own pins would exceed
+    /// `RLIMIT_MEMLOCK`, read now), else [`Error::Command`].
+    pub fn from_completion(opcode: u16, user_data: u64, status: i32) -> Self {
+        if status == -rustix::io::Errno::NOMEM.raw_os_error() {
             return Error::MemlockLimit {
-                len,
+                opcode,
+                user_data,
                 limit: memlock_limit(),
             };
         }
-        Error::from_io(Op::Register, target, source)
+        Error::Command {
+            opcode,
+            user_data,
+            status,
+        }
     }
 
     /// The errno behind this error, if there is one.
@@ -240,11 +262,20 @@ impl fmt::Display for Error {
                 "{target}: {op}: permission denied ({})",
                 errno_name(*errno).unwrap_or("?")
             ),
-            Error::MemlockLimit { len, limit } => {
-                write!(f, "pinning {len} bytes would exceed RLIMIT_MEMLOCK (")?;
+            Error::MemlockLimit {
+                opcode,
+                user_data,
+                limit,
+            } => {
+                write!(
+                    f,
+                    "command {} (opcode {opcode}, user_data {user_data:#x}) failed: -ENOMEM: \
+                     pinning its memory would exceed RLIMIT_MEMLOCK (",
+                    edu_opcode_name(*opcode)
+                )?;
                 match limit {
                     Some(l) => write!(f, "limit {} KiB)", l / 1024),
-                    None => write!(f, "unlimited, yet ENOMEM)"),
+                    None => write!(f, "unlimited, so the kernel is out of memory)"),
                 }
             }
             Error::DeviceGone { device } => write!(f, "{device}: the device is gone (ENODEV)"),
@@ -310,22 +341,56 @@ mod tests {
     }
 
     #[test]
-    fn memlock_only_from_register() {
-        let err = Error::from_register("edu-0", 4096, io(Errno::NOMEM));
-        assert!(matches!(err, Error::MemlockLimit { len: 4096, .. }));
-        assert!(err.to_string().contains("RLIMIT_MEMLOCK"));
+    fn memlock_only_from_commands() {
+        // A command's own pin over the limit.
+        let err = Error::from_completion(abi::WD_EDU_OP_EMU_MEMCPY, 7, -12);
         assert!(matches!(
-            Error::from_io(Op::Open, "edu-0", io(Errno::NOMEM)),
-            Error::Io { .. }
+            err,
+            Error::MemlockLimit { opcode: 4, user_data: 7, limit } if limit == memlock_limit()
         ));
-        // Other REGISTER errors keep their meaning.
+        let s = err.to_string();
+        assert!(
+            s.contains("RLIMIT_MEMLOCK") && s.contains("emulated_memcpy"),
+            "{s}"
+        );
+        assert!(s.contains("-ENOMEM"), "{s}");
+        assert_eq!(err.errno(), Some(12));
+        // Other statuses are plain command failures.
         assert!(matches!(
-            Error::from_register("edu-0", 1, io(Errno::EXIST)),
+            Error::from_completion(4, 7, -14),
+            Error::Command {
+                opcode: 4,
+                user_data: 7,
+                status: -14
+            }
+        ));
+        // REGISTER pins nothing: its ENOMEM is the kernel failing to map the
+        // pages for the device, not the memlock limit.
+        let err = Error::from_io(Op::Register, "edu-0", io(Errno::NOMEM));
+        assert!(matches!(
+            err,
             Error::Io {
                 op: Op::Register,
                 ..
             }
         ));
+        assert!(!err.to_string().contains("RLIMIT_MEMLOCK"), "{err}");
+        assert_eq!(err.errno(), Some(12));
+        assert!(matches!(
+            Error::from_io(Op::Open, "edu-0", io(Errno::NOMEM)),
+            Error::Io { .. }
+        ));
+        // Other REGISTER errors keep their meaning.
+        for e in [Errno::EXIST, Errno::FAULT, Errno::INTR, Errno::NOSPC] {
+            assert!(matches!(
+                Error::from_io(Op::Register, "edu-0", io(e)),
+                Error::Io {
+                    op: Op::Register,
+                    ..
+                }
+            ));
+        }
+        assert_eq!(errno_name(Errno::INTR.raw_os_error()), Some("EINTR"));
     }
 
     #[test]

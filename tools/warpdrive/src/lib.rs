@@ -5,15 +5,18 @@
 //! class `uacce`). A device without SVA serves its queues through a
 //! *shadow ring*: user space writes command descriptors into a submission
 //! ring it has mapped, publishes the ring's tail and calls `KICK`; the
-//! kernel validates each command, pins the memory it names and runs it, and
-//! writes one completion per command into the completion ring.
+//! kernel validates each command, finds the memory it names (in a
+//! registered buffer, mirrored for the device without pins, or else pinned
+//! for the command alone) and runs it, and writes one completion per
+//! command into the completion ring.
 //!
 //! - [`Sysfs`] finds devices and their attributes; [`sysfs::select`] picks
 //!   one for an algorithm, on this thread's NUMA node first.
 //! - [`Queue`] is an open, started queue: [`Queue::run`] runs a batch of
 //!   [`Cmd`]s to completion, [`Queue::submit`]/[`Queue::reap`]/
 //!   [`Queue::wait`] are the asynchronous pieces, [`Queue::register`]
-//!   pins a buffer for as long as its [`Registration`] lives.
+//!   maps a buffer for the device, without pinning it or charging it to
+//!   `RLIMIT_MEMLOCK`, for as long as its [`Registration`] lives.
 //! - [`stats`] reads per-queue counters from the status page and from
 //!   `/proc/<pid>/fdinfo/<fd>`.
 //! - [`Error`] says what went wrong in terms a caller can act on.

@@ -68,10 +68,14 @@ pub struct Submitted {
 
 /// A registered buffer, unregistered when dropped.
 ///
-/// Registration pins the pages and maps them for the device once, instead
-/// of for every command. It does not borrow the memory: the kernel follows
-/// the address space (see `WD_IOCTL_REGISTER`), and commands borrow what
-/// they use.
+/// Registration mirrors the pages for the device (HMM: the kernel looks
+/// them up and maps them without pinning them), instead of pinning them for
+/// every command. They are not charged to `RLIMIT_MEMLOCK` and do not show
+/// in `VmPin`; the status page counts them in `mapped_pages`. Registration
+/// does not borrow the memory: the kernel follows the address space (see
+/// `WD_IOCTL_REGISTER`), taking pages away from the device when they are
+/// unmapped, migrated or reclaimed and faulting them back in for the next
+/// command, and commands borrow what they use.
 #[derive(Debug)]
 #[must_use = "dropping a Registration unregisters the buffer"]
 pub struct Registration<'q> {
@@ -201,6 +205,8 @@ impl Queue {
             })?;
         let err = |op: Op| move |e: io::Error| Error::from_io(op, name, e);
         sys::start_q(fd.as_fd()).map_err(err(Op::Start))?;
+        // Read-only: nothing here writes the status page. (A writable
+        // mapping would work too; the kernel never reads it back.)
         let status =
             Mapping::new(fd.as_fd(), WD_REGION_MMIO, mmio_len, false).map_err(err(Op::Map))?;
         let magic = sys::read_status(&status).magic;
@@ -296,10 +302,17 @@ impl Queue {
 
     /// Registers `buf` for commands, writable by the device if `writable`.
     ///
-    /// Errors: [`Error::MemlockLimit`] when pinning it would exceed
-    /// `RLIMIT_MEMLOCK`, [`Error::PermissionDenied`] from a process that
-    /// does not own the queue, [`Error::Io`] for the others (`EEXIST` for
-    /// an overlap, `E2BIG`, `ENOSPC`, `EFAULT`).
+    /// Nothing is pinned: the kernel faults the range in and maps it for
+    /// the device, so the registration is not charged to `RLIMIT_MEMLOCK`
+    /// (only commands' own operands are, see [`Error::MemlockLimit`]).
+    /// Writable registrations of file mappings are allowed.
+    ///
+    /// Errors: [`Error::PermissionDenied`] from a process that does not own
+    /// the queue, [`Error::DeviceGone`], and [`Error::Io`] for the others:
+    /// `EEXIST` for an overlap, `E2BIG`, `ENOSPC`, `EINVAL`, `EFAULT` (not
+    /// mapped with the access asked for, or one of a queue's own regions),
+    /// `ENOMEM` (the kernel could not map the pages for the device; this is
+    /// not the memlock limit), `EINTR` (killed while faulting it in).
     pub fn register(&self, buf: &[u8], writable: bool) -> Result<Registration<'_>> {
         let mut reg = WdRegister {
             addr: buf.as_ptr() as usize as u64,
@@ -307,13 +320,7 @@ impl Queue {
             flags: if writable { WD_REGISTER_WRITE } else { 0 },
             handle: 0,
         };
-        sys::register(self.fd.as_fd(), &mut reg).map_err(|e| {
-            let err = Error::from_register(&self.name, reg.len, e);
-            if matches!(err, Error::DeviceGone { .. }) {
-                self.gone.set(true);
-            }
-            err
-        })?;
+        sys::register(self.fd.as_fd(), &mut reg).map_err(|e| self.io_err(Op::Register, e))?;
         Ok(Registration {
             queue: self,
             handle: reg.handle,
@@ -484,7 +491,8 @@ impl Queue {
         self.run_with(cmds, timeout, |_, _| {})
     }
 
-    /// Runs one command and returns its result, or [`Error::Command`].
+    /// Runs one command and returns its result, or the error of its
+    /// completion ([`Error::Command`], [`Error::MemlockLimit`]).
     pub fn run_one(&self, cmd: Cmd<'_>, timeout: Duration) -> Result<u64> {
         self.run(std::slice::from_ref(&cmd), timeout)?[0].ok()
     }

@@ -230,16 +230,18 @@ pub struct Completion {
 }
 
 impl Completion {
-    /// The result, or [`Error::Command`] for a negative status.
+    /// The result, or the error for a negative status: [`Error::Command`],
+    /// or [`Error::MemlockLimit`] for `-ENOMEM` (see
+    /// [`Error::from_completion`]).
     pub fn ok(&self) -> Result<u64> {
         if self.status == 0 {
             Ok(self.result)
         } else {
-            Err(Error::Command {
-                opcode: self.opcode.unwrap_or(0),
-                user_data: self.user_data,
-                status: self.status,
-            })
+            Err(Error::from_completion(
+                self.opcode.unwrap_or(0),
+                self.user_data,
+                self.status,
+            ))
         }
     }
 }
@@ -418,6 +420,16 @@ mod tests {
                 opcode: 2,
                 user_data: 1,
                 status: -125
+            })
+        ));
+        // A command's own pins over RLIMIT_MEMLOCK.
+        let c = Completion { status: -12, ..c };
+        assert!(matches!(
+            c.ok(),
+            Err(Error::MemlockLimit {
+                opcode: 2,
+                user_data: 1,
+                ..
             })
         ));
         // The mirror's sizes are what the slots are cut by.

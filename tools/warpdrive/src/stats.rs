@@ -82,12 +82,19 @@ pub struct QueueStats {
     pub in_flight: Option<u64>,
     /// Bytes moved by successful commands.
     pub bytes: u64,
-    /// Pages pinned for registered buffers now.
+    /// Pages pinned now for commands' own memory: operands outside
+    /// registered buffers, pinned while their command lives. Registered
+    /// buffers are never pinned (see `mapped_pages`).
     pub pinned_pages: u64,
     /// Buffers registered now.
     pub buffers: u64,
-    /// Registered mappings torn down by the MMU notifier.
+    /// Invalidations that took current pages of a registered buffer away
+    /// from the device (munmap, migration, reclaim, copy-on-write...).
     pub invalidations: u64,
+    /// Pages of registered buffers mapped for the device now, without pins.
+    /// They fall when the kernel invalidates a buffer's pages and rise again
+    /// when a command faults them back in.
+    pub mapped_pages: u64,
 }
 
 impl QueueStats {
@@ -105,6 +112,7 @@ impl QueueStats {
             pinned_pages: st.pinned_pages,
             buffers: st.buffers,
             invalidations: st.invalidations,
+            mapped_pages: st.mapped_pages,
         }
     }
 }
@@ -125,6 +133,7 @@ pub fn parse_fdinfo(text: &str) -> Option<QueueStats> {
         pinned_pages: 0,
         buffers: 0,
         invalidations: 0,
+        mapped_pages: 0,
     };
     let mut seen_device = false;
     let mut seen_state = false;
@@ -155,6 +164,7 @@ pub fn parse_fdinfo(text: &str) -> Option<QueueStats> {
             "wd-pinned-pages" => s.pinned_pages = num()?,
             "wd-buffers" => s.buffers = num()?,
             "wd-invalidations" => s.invalidations = num()?,
+            "wd-mapped-pages" => s.mapped_pages = num()?,
             _ => {}
         }
     }
@@ -260,8 +270,9 @@ pub fn parse_vmpin_kb(status: &str) -> Option<u64> {
     })
 }
 
-/// `VmPin` of this process in kB: pages pinned and charged to it
-/// (registered buffers and commands' own pins).
+/// `VmPin` of this process in kB: pages pinned and charged to it. Of
+/// warpdrive's, only commands' own pins count: registered buffers are
+/// mirrored for the device without pins.
 pub fn vmpin_kb() -> io::Result<u64> {
     let s = fs::read_to_string("/proc/self/status")?;
     parse_vmpin_kb(&s).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
@@ -275,7 +286,8 @@ mod tests {
     const FDINFO: &str = "pos:\t0\nflags:\t02100002\nmnt_id:\t24\nino:\t1043\n\
         wd-device:\tedu-0\nwd-queue-index:\t2\nwd-state:\tstarted\n\
         wd-submitted:\t1200\nwd-completed:\t1197\nwd-errors:\t3\nwd-in-flight:\t3\n\
-        wd-bytes:\t78643200\nwd-pinned-pages:\t256\nwd-buffers:\t4\nwd-invalidations:\t1\n";
+        wd-bytes:\t78643200\nwd-pinned-pages:\t6\nwd-buffers:\t4\nwd-invalidations:\t1\n\
+        wd-mapped-pages:\t256\n";
 
     #[test]
     fn parses_fdinfo() {
@@ -291,9 +303,10 @@ mod tests {
                 errors: 3,
                 in_flight: Some(3),
                 bytes: 78643200,
-                pinned_pages: 256,
+                pinned_pages: 6,
                 buffers: 4,
                 invalidations: 1,
+                mapped_pages: 256,
             }
         );
     }
@@ -308,6 +321,14 @@ mod tests {
         // Malformed values are not guessed at.
         assert_eq!(parse_fdinfo(&FDINFO.replace("1200", "12x")), None);
         assert_eq!(parse_fdinfo(&FDINFO.replace("started", "sleepy")), None);
+        assert_eq!(
+            parse_fdinfo(&FDINFO.replace("wd-mapped-pages:\t256", "wd-mapped-pages:\t-1")),
+            None
+        );
+        // A kernel from before wd-mapped-pages: the line is simply absent.
+        let old = FDINFO.replace("wd-mapped-pages:\t256\n", "");
+        let s = parse_fdinfo(&old).unwrap();
+        assert_eq!((s.mapped_pages, s.invalidations), (0, 1));
         // Spaces instead of a tab are fine.
         let t = FDINFO.replace(":\t", ":   ");
         assert_eq!(parse_fdinfo(&t).unwrap().bytes, 78643200);
@@ -330,13 +351,18 @@ mod tests {
             bytes: 100,
             pinned_pages: 2,
             buffers: 1,
-            invalidations: 0,
+            invalidations: 7,
+            mapped_pages: 256,
             rsvd: 0,
         };
         let s = QueueStats::from_status(&st);
         assert_eq!(
             (s.queue_index, s.state, s.submitted, s.in_flight),
             (3, QueueState::Started, 5, None)
+        );
+        assert_eq!(
+            (s.pinned_pages, s.buffers, s.invalidations, s.mapped_pages),
+            (2, 1, 7, 256)
         );
     }
 

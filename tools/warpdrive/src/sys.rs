@@ -9,6 +9,7 @@
 #![allow(unsafe_code)]
 
 use core::ffi::c_void;
+use core::mem::offset_of;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::io;
@@ -107,7 +108,11 @@ pub struct Mapping {
 unsafe impl Send for Mapping {}
 
 impl Mapping {
-    /// Maps `len` bytes of region `region` (a page offset) of `fd`.
+    /// Maps `len` bytes of region `region` (a page offset) of `fd`, for
+    /// reading and also for writing if `writable`. The kernel accepts either
+    /// protection for both regions; the status page, which it rewrites and
+    /// never reads back, is mapped read-only by [`crate::Queue`] because
+    /// nothing here writes it.
     pub fn new(fd: BorrowedFd<'_>, region: u64, len: usize, writable: bool) -> io::Result<Self> {
         let prot = if writable {
             ProtFlags::READ | ProtFlags::WRITE
@@ -168,25 +173,24 @@ impl Drop for Mapping {
     }
 }
 
-/// Offsets of the status page's fields (checked in `abi`).
-const ST_OFF: [usize; 7] = [16, 24, 32, 40, 48, 56, 64];
-
 /// Reads the status page, each field once and atomically: the counters are
 /// each consistent, not all of them together.
 pub fn read_status(map: &Mapping) -> WdQueueStatus {
-    let r64 = |i: usize| map.u64_at(ST_OFF[i]).load(Ordering::Relaxed);
+    let r32 = |off: usize| map.u32_at(off).load(Ordering::Relaxed);
+    let r64 = |off: usize| map.u64_at(off).load(Ordering::Relaxed);
     WdQueueStatus {
-        magic: map.u32_at(0).load(Ordering::Relaxed),
-        state: map.u32_at(4).load(Ordering::Relaxed),
-        queue_index: map.u32_at(8).load(Ordering::Relaxed),
-        rsvd: map.u32_at(12).load(Ordering::Relaxed),
-        submitted: r64(0),
-        completed: r64(1),
-        errors: r64(2),
-        bytes: r64(3),
-        pinned_pages: r64(4),
-        buffers: r64(5),
-        invalidations: r64(6),
+        magic: r32(offset_of!(WdQueueStatus, magic)),
+        state: r32(offset_of!(WdQueueStatus, state)),
+        queue_index: r32(offset_of!(WdQueueStatus, queue_index)),
+        rsvd: r32(offset_of!(WdQueueStatus, rsvd)),
+        submitted: r64(offset_of!(WdQueueStatus, submitted)),
+        completed: r64(offset_of!(WdQueueStatus, completed)),
+        errors: r64(offset_of!(WdQueueStatus, errors)),
+        bytes: r64(offset_of!(WdQueueStatus, bytes)),
+        pinned_pages: r64(offset_of!(WdQueueStatus, pinned_pages)),
+        buffers: r64(offset_of!(WdQueueStatus, buffers)),
+        invalidations: r64(offset_of!(WdQueueStatus, invalidations)),
+        mapped_pages: r64(offset_of!(WdQueueStatus, mapped_pages)),
     }
 }
 

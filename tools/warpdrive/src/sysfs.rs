@@ -132,6 +132,34 @@ pub fn name_cmp(a: &str, b: &str) -> Ordering {
     ta.cmp(&tb).then(na.cmp(&nb)).then_with(|| a.cmp(b))
 }
 
+/// Parses a CPU list as sysfs prints it (`cpulist`, `online`):
+/// comma-separated CPUs and inclusive ranges, `"0-3,8,10-11\n"`, in
+/// ascending order without repeats. An empty list (a node without CPUs) is
+/// empty; anything malformed is `None`.
+pub fn parse_cpulist(s: &str) -> Option<Vec<usize>> {
+    let s = s.strip_suffix('\n').unwrap_or(s);
+    let mut cpus: Vec<usize> = Vec::new();
+    if s.is_empty() {
+        return Some(cpus);
+    }
+    let num = |t: &str| -> Option<usize> {
+        (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse().ok())
+            .flatten()
+    };
+    for part in s.split(',') {
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => (num(part)?, num(part)?),
+        };
+        if lo > hi || cpus.last().is_some_and(|&l| l >= lo) {
+            return None;
+        }
+        cpus.extend(lo..=hi);
+    }
+    Some(cpus)
+}
+
 fn link_name(path: &Path) -> Option<String> {
     let target = fs::read_link(path).ok()?;
     Some(target.file_name()?.to_string_lossy().into_owned())
@@ -258,6 +286,41 @@ impl Sysfs {
     pub fn current_node(&self) -> Option<i32> {
         let cpu = rustix::thread::sched_getcpu();
         self.node_of_cpu(cpu)
+    }
+
+    /// The NUMA nodes that sysfs shows (`<sys>/devices/system/node/nodeN`),
+    /// in ascending order. A kernel without NUMA shows none.
+    pub fn numa_nodes(&self) -> Vec<i32> {
+        let Ok(rd) = fs::read_dir(self.sys.join("devices/system/node")) else {
+            return Vec::new();
+        };
+        let mut nodes: Vec<i32> = rd
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name();
+                let n = n.to_str()?.strip_prefix("node")?;
+                (!n.starts_with('-')).then(|| parse_int(n)).flatten()
+            })
+            .collect();
+        nodes.sort_unstable();
+        nodes
+    }
+
+    /// The CPUs of NUMA node `node`, from
+    /// `<sys>/devices/system/node/node<N>/cpulist`: `Ok(None)` if the node
+    /// does not exist.
+    pub fn node_cpus(&self, node: i32) -> Result<Option<Vec<usize>>> {
+        let path = self
+            .sys
+            .join(format!("devices/system/node/node{node}/cpulist"));
+        let Some(s) = read_attr(&path)
+            .map_err(|e| Error::from_io(Op::Discover, &path.to_string_lossy(), e))?
+        else {
+            return Ok(None);
+        };
+        parse_cpulist(&s)
+            .map(Some)
+            .ok_or_else(|| Error::Protocol(format!("{}: {s:?}", path.display())))
     }
 
     /// The NUMA node of `cpu`, if sysfs says.
@@ -432,6 +495,96 @@ mod tests {
         let s = Sysfs::with_root(t.path(), "/dev");
         assert_eq!(s.node_of_cpu(3), Some(1));
         assert_eq!(s.node_of_cpu(0), None);
+    }
+
+    #[test]
+    fn cpulists() {
+        assert_eq!(
+            parse_cpulist("0-3,8,10-11\n"),
+            Some(vec![0, 1, 2, 3, 8, 10, 11])
+        );
+        assert_eq!(parse_cpulist("1\n"), Some(vec![1]));
+        assert_eq!(parse_cpulist("0"), Some(vec![0]));
+        assert_eq!(parse_cpulist("\n"), Some(vec![]));
+        for bad in [
+            "3-1", "1,1", "2,0", "a", "1-", "-1", "1,,2", " 1", "1-2-3", "+1",
+        ] {
+            assert_eq!(parse_cpulist(bad), None, "{bad:?}");
+        }
+    }
+
+    /// A machine like the test guest's: two nodes of one CPU each, an edu
+    /// device on each.
+    fn two_node_tree(root: &Path) {
+        fake_dev(root, "edu-0", 4, "0\n", EDU_ALGS);
+        fake_dev(root, "edu-1", 4, "1\n", EDU_ALGS);
+        for (node, cpu) in [(0, 0), (1, 1)] {
+            let n = root.join(format!("devices/system/node/node{node}"));
+            fs::create_dir_all(&n).unwrap();
+            fs::write(n.join("cpulist"), format!("{cpu}\n")).unwrap();
+            let c = root.join(format!("devices/system/cpu/cpu{cpu}"));
+            fs::create_dir_all(c.join(format!("node{node}"))).unwrap();
+        }
+        // Not nodes.
+        fs::create_dir_all(root.join("devices/system/node/power")).unwrap();
+        fs::write(root.join("devices/system/node/online"), "0-1\n").unwrap();
+    }
+
+    #[test]
+    fn numa_nodes_and_their_cpus() {
+        let t = TempDir::new();
+        two_node_tree(t.path());
+        let s = Sysfs::with_root(t.path(), "/dev");
+        assert_eq!(s.numa_nodes(), [0, 1]);
+        assert_eq!(s.node_cpus(0).unwrap(), Some(vec![0]));
+        assert_eq!(s.node_cpus(1).unwrap(), Some(vec![1]));
+        assert_eq!(s.node_cpus(2).unwrap(), None);
+        fs::write(t.path().join("devices/system/node/node1/cpulist"), "x\n").unwrap();
+        assert!(matches!(s.node_cpus(1), Err(Error::Protocol(_))));
+        // No NUMA at all.
+        let t = TempDir::new();
+        let s = Sysfs::with_root(t.path(), "/dev");
+        assert!(s.numa_nodes().is_empty());
+        assert_eq!(s.node_cpus(0).unwrap(), None);
+    }
+
+    #[test]
+    fn selection_follows_the_cpus_node() {
+        let t = TempDir::new();
+        two_node_tree(t.path());
+        let s = Sysfs::with_root(t.path(), "/dev");
+        let devs = s.devices().unwrap();
+        let order = |node: Option<i32>| -> Vec<String> {
+            candidates(&devs, "emulated_memcpy", node)
+                .unwrap()
+                .iter()
+                .map(|d| d.name.clone())
+                .collect()
+        };
+        // What a thread pinned to each node's CPUs would see.
+        for (node, want) in [(0, ["edu-0", "edu-1"]), (1, ["edu-1", "edu-0"])] {
+            for cpu in s.node_cpus(node).unwrap().unwrap() {
+                assert_eq!(s.node_of_cpu(cpu), Some(node));
+                assert_eq!(order(s.node_of_cpu(cpu)), want, "cpu {cpu}");
+            }
+        }
+        // The node wins over more free queues elsewhere, not over none.
+        fs::write(
+            t.path().join("class/uacce/edu-0/available_instances"),
+            "1\n",
+        )
+        .unwrap();
+        let devs = s.devices().unwrap();
+        assert_eq!(select(&devs, "nop", Some(0)).unwrap().name, "edu-0");
+        fs::write(
+            t.path().join("class/uacce/edu-0/available_instances"),
+            "0\n",
+        )
+        .unwrap();
+        let devs = s.devices().unwrap();
+        assert_eq!(select(&devs, "nop", Some(0)).unwrap().name, "edu-1");
+        // An unknown CPU (no sysfs entry) gives no preference.
+        assert_eq!(s.node_of_cpu(7), None);
     }
 
     fn dev(name: &str, avail: Option<i64>, node: i32, algs: &[&str]) -> Device {

@@ -153,6 +153,10 @@ pub fn format_size(n: u64) -> String {
 /// Bytes this process may still pin, `None` if there is no limit: the
 /// soft `RLIMIT_MEMLOCK` less `VmPin`, unless the process has
 /// `CAP_IPC_LOCK`, which warpdrive (like RDMA) lets pin without limit.
+///
+/// This budget is for commands' own operands, which are pinned while the
+/// command lives. Registered buffers need none of it: they are mapped for
+/// the device without pins.
 pub fn pin_budget() -> Option<u64> {
     use rustix::thread::{capabilities, CapabilitySet};
     if capabilities(None).is_ok_and(|c| c.effective.contains(CapabilitySet::IPC_LOCK)) {

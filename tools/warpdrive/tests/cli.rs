@@ -163,7 +163,7 @@ fn queues_from_fake_proc() {
         "pos:\t0\nflags:\t02\nmnt_id:\t1\nwd-device:\tedu-1\nwd-queue-index:\t3\n\
          wd-state:\tstarted\nwd-submitted:\t10\nwd-completed:\t9\nwd-errors:\t1\n\
          wd-in-flight:\t1\nwd-bytes:\t4096\nwd-pinned-pages:\t2\nwd-buffers:\t1\n\
-         wd-invalidations:\t0\n",
+         wd-invalidations:\t0\nwd-mapped-pages:\t256\n",
     )
     .unwrap();
     let out = wdctl(&["--proc", t.path().to_str().unwrap(), "queues"]);
@@ -174,8 +174,14 @@ fn queues_from_fake_proc() {
         row,
         [
             "4242", "myapp", "5", "edu-1", "3", "started", "10", "9", "1", "1", "4096", "2", "1",
-            "0"
+            "0", "256"
         ],
+        "{s}"
+    );
+    let header: Vec<&str> = s.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header[11..],
+        ["PINNED", "BUFFERS", "INVAL", "MAPPED"],
         "{s}"
     );
 }

@@ -2,18 +2,25 @@
 //! The warpdrive crate and wdctl against the real edu devices, in the test
 //! guest. Prints KTAP. Runs as root; finds wdctl next to itself or in PATH.
 //!
+//! `WD_EXPECT_NUMA_NODES` says how many NUMA nodes the machine has (the
+//! test guest has two, with edu-0 on node 0 and edu-1 on node 1): with 2
+//! or more, `select_by_numa_node` fails on a machine that shows fewer;
+//! unset or 1, it skips there.
+//!
 //! Two hidden modes serve the tests that need another user or a lower
 //! memlock limit:
 //!   wd-guest-test --as-nobody MEMLOCK PROG ARGS...
 //!       sets RLIMIT_MEMLOCK to MEMLOCK bytes, becomes uid/gid 65534 and
 //!       execs PROG;
 //!   wd-guest-test --child-memlock
-//!       opens a queue as root, then lowers the limit and drops root, and
-//!       checks the library's memlock errors; exits 0 if they are right.
+//!       opens a queue as root, then lowers the limit to 64 KiB and drops
+//!       root, and checks that registered buffers are not charged to it
+//!       while a command's own pins are; exits 0 if they are right.
 
 #![forbid(unsafe_code)]
 
 use std::fs;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -22,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use rustix::event::epoll;
 use rustix::process::{Resource, Rlimit};
-use warpdrive::abi::{self, WD_EDU_OP_NOP};
+use warpdrive::abi::{self, WD_EDU_OP_EMU_CRC32C, WD_EDU_OP_EMU_MEMCPY, WD_EDU_OP_NOP};
 use warpdrive::stats::{self, QueueState};
 use warpdrive::sysfs;
 use warpdrive::util::{self, crc32c, factorial_u32, fill_pattern};
@@ -234,6 +241,146 @@ fn select_by_algorithm(c: &Ctx) -> TestResult {
     Ok(())
 }
 
+/// How many NUMA nodes the machine is expected to have: `Ok(None)` if
+/// `WD_EXPECT_NUMA_NODES` is unset.
+fn expected_numa_nodes() -> Result<Option<usize>, Outcome> {
+    match std::env::var("WD_EXPECT_NUMA_NODES") {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| Outcome::Fail(format!("WD_EXPECT_NUMA_NODES={v:?} is not a number"))),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(e) => Err(Outcome::Fail(format!("WD_EXPECT_NUMA_NODES: {e}"))),
+    }
+}
+
+/// The device selector prefers the device on the NUMA node of the CPU the
+/// thread runs on: a thread pinned to each node's CPUs gets that node's
+/// device first, from the library and from wdctl.
+fn select_by_numa_node(c: &Ctx) -> TestResult {
+    let expected = expected_numa_nodes()?;
+    let nodes = c.sysfs.numa_nodes();
+    println!("# NUMA nodes {nodes:?}, WD_EXPECT_NUMA_NODES {expected:?}");
+    if let Some(want) = expected {
+        check!(
+            nodes.len() == want,
+            "WD_EXPECT_NUMA_NODES={want}, but sysfs shows nodes {nodes:?}"
+        );
+    }
+    if nodes.len() < 2 {
+        return Err(Outcome::Skip(format!(
+            "{} NUMA node(s) ({}), and WD_EXPECT_NUMA_NODES is {}: nothing to choose between",
+            nodes.len(),
+            if nodes.is_empty() {
+                "no /sys/devices/system/node".to_string()
+            } else {
+                format!("no /sys/devices/system/node/node{}", nodes[0] + 1)
+            },
+            expected.map_or("unset".to_string(), |n| n.to_string())
+        )));
+    }
+    let edu = c.edu()?;
+    let placement: Vec<(&str, Option<i32>)> =
+        edu.iter().map(|d| (d.name.as_str(), d.numa_node)).collect();
+    println!("# edu devices on nodes {placement:?}");
+    if expected == Some(2) {
+        // The test guest's layout: one edu device on each node, in whichever order they
+        // probed.
+        let mut on: Vec<Option<i32>> = placement.iter().map(|&(_, n)| n).collect();
+        on.sort();
+        check!(
+            on == [Some(0), Some(1)],
+            "want one edu device on node 0 and one on node 1: {placement:?}"
+        );
+    }
+    for &node in &nodes {
+        let local: Vec<String> = edu
+            .iter()
+            .filter(|d| d.numa_node == Some(node))
+            .map(|d| d.name.clone())
+            .collect();
+        check!(
+            !local.is_empty(),
+            "no edu device on node {node}: {placement:?}"
+        );
+        let cpus = c
+            .sysfs
+            .node_cpus(node)
+            .or_fail("cpulist")?
+            .unwrap_or_default();
+        check!(!cpus.is_empty(), "node {node} has no CPUs");
+        println!("# node {node}: CPUs {cpus:?}, devices {local:?}");
+        // A thread of its own: the affinity goes with it.
+        std::thread::scope(|s| s.spawn(|| on_node(c, node, &cpus, &local)).join())
+            .unwrap_or_else(|_| Err(Outcome::Fail(format!("node {node}: the thread panicked"))))?;
+    }
+    Ok(())
+}
+
+/// Pins this thread to `cpus`, those of `node`, and checks that the
+/// selector puts a device of `local` first.
+fn on_node(c: &Ctx, node: i32, cpus: &[usize], local: &[String]) -> TestResult {
+    use rustix::thread::{sched_getcpu, sched_setaffinity, CpuSet};
+    let mut set = CpuSet::new();
+    for &cpu in cpus {
+        check!(cpu < CpuSet::MAX_CPU, "CPU {cpu} beyond a CpuSet");
+        set.set(cpu);
+    }
+    sched_setaffinity(None, &set).or_fail("sched_setaffinity")?;
+    let cpu = sched_getcpu();
+    check!(
+        cpus.contains(&cpu),
+        "pinned to node {node}'s CPUs {cpus:?}, running on CPU {cpu}"
+    );
+    let here = c.sysfs.current_node();
+    check!(
+        here == Some(node),
+        "current_node() is {here:?} on CPU {cpu} of node {node}"
+    );
+    let devs = c.sysfs.devices().or_fail("sysfs")?;
+    for alg in ["factorial", "emulated_memcpy", "emulated_crc32c"] {
+        let order: Vec<String> = sysfs::candidates(&devs, alg, here)
+            .or_fail("candidates")?
+            .iter()
+            .filter(|d| d.api.as_deref() == Some(abi::EDU_API))
+            .map(|d| d.name.clone())
+            .collect();
+        // Every edu device has free queues here: the node decides.
+        let k = order.iter().take_while(|n| local.contains(n)).count();
+        check!(
+            k == local.len() && k < order.len(),
+            "{alg} from CPU {cpu} of node {node}: order {order:?}, want {local:?} first"
+        );
+        let best = sysfs::select(&devs, alg, here).or_fail("select")?;
+        check!(
+            local.contains(&best.name),
+            "{alg}: select picked {} on node {node}",
+            best.name
+        );
+    }
+    let q = Queue::open_for(&c.sysfs, "emulated_memcpy").or_fail("open_for")?;
+    check!(
+        local.iter().any(|n| n == q.device_name()),
+        "open_for on node {node} took {}",
+        q.device_name()
+    );
+    q.run_one(Cmd::nop(), T).or_fail("nop")?;
+    drop(q);
+    // wdctl inherits this thread's affinity, and chooses the same way.
+    let o = c.wdctl(&["run", "factorial", "5"])?;
+    check!(o.status.success(), "{}", show(&o));
+    let out = text(&o.stdout);
+    check!(
+        local
+            .iter()
+            .any(|n| out.starts_with(&format!("5! = 120  ({n}:"))),
+        "wdctl on node {node} did not pick {local:?}: {}",
+        show(&o)
+    );
+    Ok(())
+}
+
 fn factorial_through_the_ring(c: &Ctx) -> TestResult {
     let _ = c;
     let q = Queue::open_for(&Sysfs::new(), "factorial").or_fail("open")?;
@@ -406,35 +553,162 @@ fn wdctl_memcpy_and_crc32c(c: &Ctx) -> TestResult {
     Ok(())
 }
 
-fn register_guard_releases_pins(c: &Ctx) -> TestResult {
-    let _ = c;
-    let q = Queue::open_for(&Sysfs::new(), "emulated_memcpy").or_fail("open")?;
+/// Pages of memory that `buf` touches.
+fn pages_spanned(buf: &[u8]) -> u64 {
+    let a = buf.as_ptr() as usize as u64;
+    (a + buf.len() as u64).div_ceil(4096) - a / 4096
+}
+
+/// The page-aligned `len` bytes inside `v`, which has a page to spare.
+fn page_aligned(v: &mut [u8], len: usize) -> &mut [u8] {
+    let off = v.as_ptr().align_offset(4096);
+    &mut v[off..off + len]
+}
+
+/// `wdctl queues`' row for queue `index` of `device` in this process, as
+/// column name to cell.
+fn wdctl_queue_row(
+    c: &Ctx,
+    device: &str,
+    index: u32,
+) -> Result<std::collections::HashMap<String, String>, Outcome> {
+    let o = c.wdctl(&["queues"])?;
+    check!(o.status.success(), "wdctl queues: {}", show(&o));
+    let out = text(&o.stdout);
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    let me = std::process::id().to_string();
+    let index = index.to_string();
+    for l in lines {
+        let row: std::collections::HashMap<String, String> = header
+            .iter()
+            .map(|h| h.to_string())
+            .zip(l.split_whitespace().map(str::to_string))
+            .collect();
+        let is = |k: &str, v: &str| row.get(k).map(String::as_str) == Some(v);
+        if is("PID", &me) && is("DEVICE", device) && is("QUEUE", &index) {
+            return Ok(row);
+        }
+    }
+    Err(Outcome::Fail(format!(
+        "wdctl queues: no row for pid {me}, {device} queue {index}: {out}"
+    )))
+}
+
+fn register_guard_maps_without_pins(c: &Ctx) -> TestResult {
+    let q = Queue::open_for(&c.sysfs, "emulated_memcpy").or_fail("open")?;
     let base = stats::vmpin_kb().or_fail("VmPin")?;
+    let st = q.status().or_fail("status")?;
+    check!(
+        st.pinned_pages == 0 && st.mapped_pages == 0 && st.buffers == 0,
+        "fresh queue {st:?}"
+    );
     // Page-aligned, so that 1 MiB is exactly 256 pages.
     let mut big = vec![0u8; (1 << 20) + 4096];
-    let off = big.as_ptr().align_offset(4096);
-    let buf = &mut big[off..off + (1 << 20)];
-    buf.fill(1);
+    let buf = page_aligned(&mut big, 1 << 20);
+    fill_pattern(buf, 21, 0);
     {
         let reg = q.register(buf, true).or_fail("register")?;
-        let pinned = stats::vmpin_kb().or_fail("VmPin")?;
-        check!(pinned == base + 1024, "VmPin {base} -> {pinned} kB");
-        let st = q.status().or_fail("status")?;
-        check!(st.pinned_pages == 256 && st.buffers == 1, "status {st:?}");
-        let fi = q.fdinfo().or_fail("fdinfo")?;
-        check!(fi.pinned_pages == 256 && fi.buffers == 1, "fdinfo {fi:?}");
         check!(reg.len() == 1 << 20, "len {}", reg.len());
+        // Registering mirrors the pages for the device: mapped, not pinned,
+        // not charged to the process.
+        let vmpin = stats::vmpin_kb().or_fail("VmPin")?;
+        check!(
+            vmpin == base,
+            "VmPin {base} -> {vmpin} kB on REGISTER: registered buffers must not be pinned"
+        );
+        let st = q.status().or_fail("status")?;
+        check!(
+            st.mapped_pages == 256 && st.pinned_pages == 0 && st.buffers == 1,
+            "status page while registered: {st:?}"
+        );
+        let fi = q.fdinfo().or_fail("fdinfo")?;
+        check!(
+            fi.mapped_pages == 256 && fi.pinned_pages == 0 && fi.buffers == 1,
+            "fdinfo while registered: {fi:?}"
+        );
+        // wdctl shows the same counters.
+        let row = wdctl_queue_row(c, q.device_name(), st.queue_index)?;
+        let cell = |k: &str| row.get(k).cloned().unwrap_or_default();
+        check!(
+            cell("MAPPED") == "256" && cell("PINNED") == "0" && cell("BUFFERS") == "1",
+            "wdctl queues row {row:?}"
+        );
         // A second registration of the same range is refused (EEXIST).
         let r = q.register(buf, false);
         check!(
             matches!(&r, Err(Error::Io { source, .. }) if source.raw_os_error() == Some(17)),
             "overlap: {r:?}"
         );
+        // Commands on the buffer run on the mirror, pinning nothing.
+        let crc = q
+            .run_one(Cmd::crc32c(buf, 0).registered_only(), T)
+            .or_fail("registered crc")?;
+        check!(crc == u64::from(crc32c(0, buf)), "crc {crc:#x}");
+        let (half_a, half_b) = buf.split_at_mut(1 << 19);
+        let n = q
+            .run_one(Cmd::memcpy(half_a, half_b).registered_only(), T)
+            .or_fail("registered memcpy")?;
+        check!(n == 1 << 19, "copied {n}");
+        check!(
+            util::check_pattern(&buf[1 << 19..], 21, 0).is_none(),
+            "the copy within the registered buffer differs"
+        );
+        let st = q.status().or_fail("status")?;
+        let vmpin = stats::vmpin_kb().or_fail("VmPin")?;
+        check!(
+            st.pinned_pages == 0 && vmpin == base,
+            "after registered commands: VmPin {base} -> {vmpin} kB, {st:?}"
+        );
+        drop(reg);
     }
-    let after = stats::vmpin_kb().or_fail("VmPin")?;
-    check!(after == base, "VmPin after drop {after} kB, was {base}");
+    // The guard unregistered it: nothing is mapped for the device any more.
+    let vmpin = stats::vmpin_kb().or_fail("VmPin")?;
+    check!(vmpin == base, "VmPin after drop {vmpin} kB, was {base}");
     let st = q.status().or_fail("status")?;
-    check!(st.pinned_pages == 0 && st.buffers == 0, "status {st:?}");
+    check!(
+        st.mapped_pages == 0 && st.pinned_pages == 0 && st.buffers == 0,
+        "status after drop {st:?}"
+    );
+    let fi = q.fdinfo().or_fail("fdinfo")?;
+    check!(
+        fi.mapped_pages == 0 && fi.buffers == 0,
+        "fdinfo after drop {fi:?}"
+    );
+    // A command's own memory is pinned while the command lives, and only
+    // then: 8 KiB each way through the device's DMA engine takes 400 ms.
+    let mut plain_src = vec![0u8; 3 * 4096];
+    let mut plain_dst = vec![0u8; 3 * 4096];
+    let src = page_aligned(&mut plain_src, 8192);
+    let dst = page_aligned(&mut plain_dst, 8192);
+    fill_pattern(src, 22, 0);
+    let fd = q.as_raw_fd().to_string();
+    let (done, seen) = std::thread::scope(|s| {
+        let watcher = s.spawn(|| pins_while_in_flight(&fd));
+        let done = q.run_one(Cmd::dma_copy(src, dst), T);
+        (done, watcher.join())
+    });
+    done.or_fail("dma_copy of plain memory")?;
+    check!(dst == src, "dma_copy result differs");
+    match seen {
+        Ok(Some((pinned, vmpin))) => check!(
+            pinned == 4 && vmpin == base + 16,
+            "in flight: pinned_pages {pinned} (want 4: two pages each way), VmPin {vmpin} kB \
+             (want {} kB)",
+            base + 16
+        ),
+        Ok(None) => check!(
+            false,
+            "the DMA command was never seen in flight with its pins"
+        ),
+        Err(_) => check!(false, "the watcher thread panicked"),
+    }
+    let st = q.status().or_fail("status")?;
+    let vmpin = stats::vmpin_kb().or_fail("VmPin")?;
+    check!(
+        st.pinned_pages == 0 && vmpin == base,
+        "after the command: VmPin {vmpin} kB (was {base}), {st:?}"
+    );
     // Registered-only commands need a registration.
     let src = vec![3u8; 4096];
     let r = q.run_one(Cmd::crc32c(&src, 0).registered_only(), T);
@@ -443,6 +717,12 @@ fn register_guard_releases_pins(c: &Ctx) -> TestResult {
         "unregistered: {r:?}"
     );
     let reg = q.register(&src, false).or_fail("register")?;
+    let st = q.status().or_fail("status")?;
+    check!(
+        st.mapped_pages == pages_spanned(&src) && st.pinned_pages == 0,
+        "4 KiB at {:p} registered: {st:?}",
+        src.as_ptr()
+    );
     let crc = q
         .run_one(Cmd::crc32c(&src, 0).registered_only(), T)
         .or_fail("registered crc")?;
@@ -452,7 +732,32 @@ fn register_guard_releases_pins(c: &Ctx) -> TestResult {
         stats::vmpin_kb().or_fail("VmPin")? == base,
         "VmPin after unregister"
     );
+    let st = q.status().or_fail("status")?;
+    check!(st.mapped_pages == 0, "after unregister {st:?}");
     Ok(())
+}
+
+/// Watches `/proc/self/fdinfo/<fd>` until the queue has a command in
+/// flight with pages pinned, for up to 10 s, and returns its
+/// `(pinned_pages, VmPin in kB)`, read while the command stayed in flight.
+fn pins_while_in_flight(fd: &str) -> Option<(u64, u64)> {
+    let end = Instant::now() + Duration::from_secs(10);
+    let fdinfo = || {
+        stats::read_fdinfo(Path::new("/proc"), "self", fd)
+            .ok()
+            .flatten()
+    };
+    while Instant::now() < end {
+        if let Some(a) = fdinfo().filter(|s| s.in_flight == Some(1) && s.pinned_pages > 0) {
+            let vmpin = stats::vmpin_kb().ok()?;
+            let b = fdinfo()?;
+            if b.in_flight == Some(1) && b.pinned_pages == a.pinned_pages {
+                return Some((a.pinned_pages, vmpin));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    None
 }
 
 fn submit_backpressure_and_epoll(c: &Ctx) -> TestResult {
@@ -709,7 +1014,8 @@ fn permission_denied_for_others(c: &Ctx) -> TestResult {
 }
 
 fn memlock_limit(c: &Ctx) -> TestResult {
-    // The library's errors, in a child that drops root after opening.
+    // The library, in a child that drops root after opening: registered
+    // buffers are not charged to RLIMIT_MEMLOCK, commands' own pins are.
     let o = Command::new(&c.me)
         .arg("--child-memlock")
         .output()
@@ -723,14 +1029,43 @@ fn memlock_limit(c: &Ctx) -> TestResult {
     let mode = node_mode(node)?;
     fs::set_permissions(node, fs::Permissions::from_mode(0o666)).or_fail("chmod")?;
     let r = (|| -> TestResult {
+        // No memlock at all: registered buffers still work, in one window
+        // and one command, since nothing is pinned.
         let o = c.wdctl_as_nobody(
             0,
-            &["run", "memcpy", "--size", "1M", "--register", "-d", "edu-1"],
+            &[
+                "run",
+                "memcpy",
+                "--size",
+                "1M",
+                "--chunk",
+                "1M",
+                "--register",
+                "-d",
+                "edu-1",
+            ],
         )?;
+        check!(
+            o.status.success(),
+            "--register with RLIMIT_MEMLOCK 0: {}",
+            show(&o)
+        );
+        check!(
+            text(&o.stdout)
+                .contains("in 1 commands of up to 1.0 MiB from registered buffers, verified"),
+            "{}",
+            show(&o)
+        );
+        // Without --register, the command pins its own memory: -ENOMEM,
+        // and the memlock hint.
+        let o = c.wdctl_as_nobody(0, &["run", "memcpy", "--size", "1M", "-d", "edu-1"])?;
         let e = text(&o.stderr);
         check!(o.status.code() == Some(6), "{}", show(&o));
         check!(
-            e.contains("RLIMIT_MEMLOCK is 0 KiB") && e.contains("ulimit -l"),
+            e.contains("-ENOMEM")
+                && e.contains("RLIMIT_MEMLOCK is 0 KiB")
+                && e.contains("ulimit -l")
+                && e.contains("--register"),
             "{}",
             show(&o)
         );
@@ -826,30 +1161,95 @@ fn child_memlock() -> i32 {
         set_memlock(64 << 10).map_err(|e| e.to_string())?;
         drop_root().map_err(|e| e.to_string())?;
         println!("queue {} open, uid 65534, memlock 64 KiB", q.device_name());
-        let big = vec![1u8; 1 << 20];
-        match q.register(&big, false) {
-            Err(Error::MemlockLimit {
-                len: 1048576,
-                limit: Some(65536),
-            }) => println!("1 MiB registration: MemlockLimit, as it should"),
-            other => return Err(format!("1 MiB registration: {other:?}")),
-        }
-        let small = vec![2u8; 8192];
-        let reg = q
-            .register(&small, false)
-            .map_err(|e| format!("8 KiB: {e}"))?;
-        println!("8 KiB registration: ok, handle {}", reg.handle());
-        drop(reg);
-        let mut dst = vec![0u8; 1 << 20];
-        match q.run_one(Cmd::memcpy(&big, &mut dst), T) {
-            Err(Error::Command { status: -12, .. }) => {
-                println!("1 MiB command: -ENOMEM, as it should")
-            }
-            other => return Err(format!("1 MiB command: {other:?}")),
-        }
         let budget = util::pin_budget();
         if budget.is_none_or(|b| b > 64 << 10) {
-            return Err(format!("pin budget {budget:?}"));
+            return Err(format!("pin budget {budget:?}: CAP_IPC_LOCK or no limit"));
+        }
+        let base = stats::vmpin_kb().map_err(|e| format!("VmPin: {e}"))?;
+        let status = || q.status().map_err(|e| format!("status: {e}"));
+        let mut src = vec![0u8; 1 << 20];
+        fill_pattern(&mut src, 31, 0);
+        let mut dst = vec![0u8; 1 << 20];
+        // 1 MiB registrations, each 16 times the limit: nothing is pinned,
+        // so nothing is charged.
+        let rs = q
+            .register(&src, false)
+            .map_err(|e| format!("1 MiB registration under a 64 KiB limit: {e}"))?;
+        let rd = q
+            .register(&dst, true)
+            .map_err(|e| format!("writable 1 MiB registration: {e}"))?;
+        let vmpin = stats::vmpin_kb().map_err(|e| format!("VmPin: {e}"))?;
+        let st = status()?;
+        let want = pages_spanned(&src) + pages_spanned(&dst);
+        if vmpin != base || st.mapped_pages != want || st.pinned_pages != 0 || st.buffers != 2 {
+            return Err(format!(
+                "registered: VmPin {base} -> {vmpin} kB, want {want} mapped pages: {st:?}"
+            ));
+        }
+        println!("two 1 MiB registrations: ok, {want} pages mapped, VmPin {vmpin} kB");
+        // And they work: a copy and a CRC on the mirror.
+        let n = q
+            .run_one(Cmd::memcpy(&src, &mut dst).registered_only(), T)
+            .map_err(|e| format!("1 MiB registered memcpy: {e}"))?;
+        if n != 1 << 20 || util::first_difference(&src, &dst).is_some() {
+            return Err(format!(
+                "registered memcpy copied {n}, first difference {:?}",
+                util::first_difference(&src, &dst)
+            ));
+        }
+        let crc = q
+            .run_one(Cmd::crc32c(&dst, 0).registered_only(), T)
+            .map_err(|e| format!("1 MiB registered crc32c: {e}"))?;
+        if crc != u64::from(crc32c(0, &src)) {
+            return Err(format!("registered crc32c {crc:#x}"));
+        }
+        println!("1 MiB memcpy and crc32c on the registered buffers: ok");
+        drop(rd);
+        drop(rs);
+        // A command on 1 MiB of plain memory pins it for itself, which the
+        // limit refuses: the completion says -ENOMEM, the library
+        // MemlockLimit.
+        let plain = vec![3u8; 1 << 20];
+        let done = q
+            .run(&[Cmd::crc32c(&plain, 0)], T)
+            .map_err(|e| format!("1 MiB plain crc32c: {e}"))?;
+        if done[0].status != -12 {
+            return Err(format!("1 MiB plain crc32c completed with {:?}", done[0]));
+        }
+        match done[0].ok() {
+            Err(
+                e @ Error::MemlockLimit {
+                    opcode: WD_EDU_OP_EMU_CRC32C,
+                    limit: Some(65536),
+                    ..
+                },
+            ) if e.to_string().contains("RLIMIT_MEMLOCK (limit 64 KiB)") => {
+                println!("1 MiB plain command: -ENOMEM, MemlockLimit, as it should: {e}")
+            }
+            other => return Err(format!("1 MiB plain crc32c: {other:?}")),
+        }
+        let mut out = vec![0u8; 1 << 20];
+        match q.run_one(Cmd::memcpy(&plain, &mut out), T) {
+            Err(Error::MemlockLimit {
+                opcode: WD_EDU_OP_EMU_MEMCPY,
+                limit: Some(65536),
+                ..
+            }) => println!("1 MiB plain memcpy: MemlockLimit, as it should"),
+            other => return Err(format!("1 MiB plain memcpy: {other:?}")),
+        }
+        // A command whose pins fit runs.
+        let small = vec![4u8; 8192];
+        let crc = q
+            .run_one(Cmd::crc32c(&small, 0), T)
+            .map_err(|e| format!("8 KiB plain crc32c: {e}"))?;
+        if crc != u64::from(crc32c(0, &small)) {
+            return Err(format!("8 KiB plain crc32c {crc:#x}"));
+        }
+        println!("8 KiB plain command: ok");
+        let vmpin = stats::vmpin_kb().map_err(|e| format!("VmPin: {e}"))?;
+        let st = status()?;
+        if vmpin != base || st.pinned_pages != 0 || st.mapped_pages != 0 || st.buffers != 0 {
+            return Err(format!("at the end: VmPin {base} -> {vmpin} kB, {st:?}"));
         }
         Ok(())
     };
@@ -879,10 +1279,14 @@ fn main() {
     let tests: &[Test] = &[
         ("list_finds_two_edu_devices", list_finds_two_edu_devices),
         ("select_by_algorithm", select_by_algorithm),
+        ("select_by_numa_node", select_by_numa_node),
         ("factorial_through_the_ring", factorial_through_the_ring),
         ("memcpy_with_verification", memcpy_with_verification),
         ("wdctl_memcpy_and_crc32c", wdctl_memcpy_and_crc32c),
-        ("register_guard_releases_pins", register_guard_releases_pins),
+        (
+            "register_guard_maps_without_pins",
+            register_guard_maps_without_pins,
+        ),
         (
             "submit_backpressure_and_epoll",
             submit_backpressure_and_epoll,

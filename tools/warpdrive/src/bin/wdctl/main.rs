@@ -38,7 +38,9 @@ options of run:
                               the algorithm, on this CPU's NUMA node first)
   --chunk SIZE                bytes per command (default 4M, at most 256M)
   --register                  memcpy: register the buffers once instead of
-                              pinning them for every command
+                              pinning them for every command; registered
+                              buffers are mapped for the device without
+                              pins, so RLIMIT_MEMLOCK does not limit them
   --quiet                     no progress bar
 
 SIZE takes K, M, G suffixes (powers of 1024). --sysfs, --dev and --proc
@@ -46,8 +48,8 @@ point at another sysfs root (default /sys), device directory (/dev) and
 procfs (/proc).
 
 exit status: 0 ok, 1 other failure, 2 usage, 3 no device, 4 busy,
-5 permission denied, 6 memlock limit, 7 device gone, 8 command failed or
-result wrong
+5 permission denied, 6 memlock limit (a command's own pins), 7 device
+gone, 8 command failed or result wrong
 ";
 
 /// How long a run waits for the next completion.
@@ -308,6 +310,7 @@ fn cmd_queues(g: &Global) -> Result<(), Fail> {
             "PINNED",
             "BUFFERS",
             "INVAL",
+            "MAPPED",
         ]
         .map(String::from)
         .to_vec()];
@@ -328,6 +331,7 @@ fn cmd_queues(g: &Global) -> Result<(), Fail> {
                 s.pinned_pages.to_string(),
                 s.buffers.to_string(),
                 s.invalidations.to_string(),
+                s.mapped_pages.to_string(),
             ]);
         }
         print!("{}", table(&rows));
@@ -426,16 +430,17 @@ fn file_err(p: &Path, what: &str, e: io::Error) -> Fail {
     Fail::Other(format!("{}: {what}: {e}", p.display()))
 }
 
-/// The window (bytes in memory and pinned at once) and chunk (bytes per
-/// command) for `total` bytes with `buffers` buffers pinned, within what
-/// this process may pin.
-fn plan(total: u64, chunk: u64, buffers: u64, budget: Option<u64>) -> (u64, u64) {
+/// The window (bytes in memory at once) and chunk (bytes per command) for
+/// `total` bytes, with `pinned` buffers of a window's size pinned by the
+/// commands themselves, within what this process may pin. Registered
+/// buffers are not pinned (`pinned` 0): only memory use limits them.
+fn plan(total: u64, chunk: u64, pinned: u64, budget: Option<u64>) -> (u64, u64) {
     let mut window = total.min(MAX_WINDOW);
-    if let Some(b) = budget {
-        // A command's pages are unpinned a little after its completion
-        // shows, so the next window's pins may overlap the last one's; and
-        // commands straddle pages. Hence under half the budget per window.
-        let cap = (b / buffers) / 16 * 7 / PAGE * PAGE;
+    if let Some(b) = budget.filter(|_| pinned > 0) {
+        // Every command of a window may be in flight at once, each pinning
+        // its pages, one more where it straddles a page boundary, and the
+        // process's other pins count too. Hence under half the budget.
+        let cap = (b / pinned) / 16 * 7 / PAGE * PAGE;
         window = window.min(cap.max(PAGE));
     }
     (window, chunk.min(window))
@@ -455,7 +460,10 @@ fn cmd_memcpy(g: &Global, o: &RunOpts) -> Result<(), Fail> {
         None => None,
     };
     let q = open_queue(g, o.device.as_deref(), "emulated_memcpy")?;
-    let (window, chunk) = plan(total, o.chunk, 2, util::pin_budget());
+    // Registered buffers are mirrored for the device, not pinned: with
+    // --register the commands pin nothing and the budget does not apply.
+    let pinned = if o.register { 0 } else { 2 };
+    let (window, chunk) = plan(total, o.chunk, pinned, util::pin_budget());
     let mut src = vec![0u8; window as usize];
     let mut dst = vec![0u8; window as usize];
     let regs = if o.register {
@@ -616,17 +624,18 @@ fn report(g: &Global, e: &Fail) -> u8 {
 }
 
 fn lib_hint(g: &Global, e: &Error) -> (String, String, u8) {
-    let limit = || match warpdrive::error::memlock_limit() {
-        Some(l) => format!("{} KiB", l / 1024),
-        None => "unlimited".into(),
-    };
-    let memlock = |what: String| {
-        format!(
-            "{what}\nthe current RLIMIT_MEMLOCK is {}; raise it with `ulimit -l <KiB>` (or in \
-             /etc/security/limits.conf), or run with CAP_IPC_LOCK (e.g. as root)\nor use a \
-             smaller --chunk, or leave out --register",
-            limit()
-        )
+    let memlock = |limit: &Option<u64>| match limit {
+        Some(l) => format!(
+            "the command's own memory is pinned while it runs, and the pins would exceed \
+             RLIMIT_MEMLOCK\nthe current RLIMIT_MEMLOCK is {} KiB; raise it with `ulimit -l \
+             <KiB>` (or in /etc/security/limits.conf), or run with CAP_IPC_LOCK (e.g. as root)\n\
+             or register the memory (`run memcpy --register`): registered buffers are mapped \
+             for the device without pins and are not charged to RLIMIT_MEMLOCK",
+            l / 1024
+        ),
+        None => "RLIMIT_MEMLOCK is unlimited, so the kernel ran out of memory pinning the \
+                 command's memory; free some memory, or register it (`run memcpy --register`)"
+            .into(),
     };
     match e {
         Error::NoDevice { reason } => (
@@ -674,7 +683,28 @@ fn lib_hint(g: &Global, e: &Error) -> (String, String, u8) {
                 5,
             )
         }
-        Error::MemlockLimit { .. } => (e.to_string(), memlock(String::new()), 6),
+        Error::MemlockLimit { limit, .. } => (e.to_string(), memlock(limit), 6),
+        Error::Io {
+            op: Op::Register,
+            source,
+            ..
+        } => {
+            let hint = match source.raw_os_error().unwrap_or(0) {
+                12 => {
+                    "the kernel could not map the buffer's pages for the device (short of \
+                       memory or of IOMMU space); registered buffers are not pinned, so \
+                       RLIMIT_MEMLOCK is not the cause: free some memory, or leave out \
+                       --register"
+                }
+                14 => {
+                    "the buffer is not mapped with the access asked for (the device writes \
+                       a writable registration), or it is one of a queue's own regions"
+                }
+                4 => "killed while the kernel faulted the buffer in",
+                _ => "",
+            };
+            (e.to_string(), hint.into(), 1)
+        }
         Error::DeviceGone { device } => (
             format!(
                 "{device}: the device is gone (ENODEV): its driver was unbound or it was removed"
@@ -684,7 +714,6 @@ fn lib_hint(g: &Global, e: &Error) -> (String, String, u8) {
         ),
         Error::Command { status, .. } => {
             let hint = match -status {
-                12 => memlock("the command's own pin exceeded the limit".into()),
                 125 => "the queue was stopped or the device removed while it ran".into(),
                 14 => "an address was not mapped with the access needed".into(),
                 _ => String::new(),
@@ -813,7 +842,54 @@ mod tests {
         );
         // Nearly nothing left: one page, and the kernel will say ENOMEM.
         assert_eq!(plan(1 << 20, 4 << 20, 2, Some(100)), (4096, 4096));
+        assert_eq!(plan(1 << 20, 4 << 20, 1, Some(0)), (4096, 4096));
+        // Registered buffers pin nothing: no limit cuts their windows.
+        assert_eq!(plan(1 << 30, 4 << 20, 0, Some(0)), (64 << 20, 4 << 20));
+        assert_eq!(
+            plan(1 << 20, 1 << 20, 0, Some(64 << 10)),
+            (1 << 20, 1 << 20)
+        );
         assert_eq!(chunk_len(2, 4, 10), 2);
+    }
+
+    #[test]
+    fn memlock_hint_is_for_commands_not_register() {
+        let g = Global {
+            sys: "/sys".into(),
+            dev: "/dev".into(),
+            proc: "/proc".into(),
+        };
+        // A command's -ENOMEM completion: the limit, and how to get round it.
+        let e = Error::from_completion(warpdrive::abi::WD_EDU_OP_EMU_MEMCPY, 3, -12);
+        let (msg, hint, code) = lib_hint(&g, &e);
+        assert_eq!(code, 6);
+        assert!(
+            msg.contains("RLIMIT_MEMLOCK") && msg.contains("emulated_memcpy"),
+            "{msg}"
+        );
+        for want in ["the current RLIMIT_MEMLOCK is ", "ulimit -l", "--register"] {
+            assert!(hint.contains(want), "{want}: {hint}");
+        }
+        let e = Error::MemlockLimit {
+            opcode: 4,
+            user_data: 0,
+            limit: None,
+        };
+        let (_, hint, code) = lib_hint(&g, &e);
+        assert_eq!(code, 6);
+        assert!(
+            hint.contains("out of memory") && !hint.contains("ulimit"),
+            "{hint}"
+        );
+        // REGISTER's ENOMEM: the kernel could not map the pages.
+        let e = Error::from_io(Op::Register, "edu-0", io::Error::from_raw_os_error(12));
+        let (msg, hint, code) = lib_hint(&g, &e);
+        assert_eq!(code, 1);
+        assert!(msg.contains("edu-0: REGISTER"), "{msg}");
+        assert!(hint.contains("could not map the buffer's pages"), "{hint}");
+        assert!(!hint.contains("ulimit"), "{hint}");
+        let e = Error::from_io(Op::Register, "edu-0", io::Error::from_raw_os_error(14));
+        assert!(lib_hint(&g, &e).1.contains("access asked for"));
     }
 
     #[test]
@@ -850,7 +926,8 @@ mod tests {
         );
         assert_eq!(
             code(Error::MemlockLimit {
-                len: 1,
+                opcode: 4,
+                user_data: 0,
                 limit: Some(65536)
             }),
             6
@@ -865,9 +942,18 @@ mod tests {
             code(Error::Command {
                 opcode: 4,
                 user_data: 0,
-                status: -12
+                status: -14
             }),
             8
+        );
+        // REGISTER's ENOMEM is not the memlock limit.
+        assert_eq!(
+            code(Error::from_io(
+                Op::Register,
+                "edu-0",
+                io::Error::from_raw_os_error(12)
+            )),
+            1
         );
         assert_eq!(report(&g, &Fail::Usage("x".into())), 2);
         assert_eq!(

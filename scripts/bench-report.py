@@ -58,6 +58,8 @@ def parse(path):
 
 
 def derived(c):
+    if c['unit'] == 'share':
+        return f"{c['median']:10.2f} of the moves"
     if c['bytes'] and c['group'] != 'pinning':
         return f"{c['bytes'] / c['median'] * 1e9 / 2**20:10.2f} MiB/s"
     if c['pages']:

@@ -490,8 +490,9 @@ static void bench(const struct wd_device *d, struct queue *q)
 		fail("%s: REGISTER: %s", d->name, strerror(errno));
 		goto out;
 	}
-	printf("  registered 2 x %u bytes (handles %u, %u): %llu pages pinned\n",
+	printf("  registered 2 x %u bytes (handles %u, %u): %llu pages mapped for the device, %llu pinned\n",
 	       COPY_LEN, rs.handle, rd.handle,
+	       (unsigned long long)q->st->mapped_pages,
 	       (unsigned long long)q->st->pinned_pages);
 	one = desc(WD_EDU_OP_EMU_MEMCPY, 0, src, dst, COPY_LEN, 0);
 	one.flags = WD_DESC_REGISTERED;
@@ -513,7 +514,7 @@ static void show_status(const struct queue *q, int i)
 {
 	const struct wd_queue_status *st = q->st;
 
-	printf("  queue %d status: magic %#x%s, %s, index %u, submitted %llu, completed %llu, errors %llu, bytes %llu, pinned %llu, buffers %llu\n",
+	printf("  queue %d status: magic %#x%s, %s, index %u, submitted %llu, completed %llu, errors %llu, bytes %llu, pinned %llu, mapped %llu, buffers %llu\n",
 	       i, st->magic,
 	       st->magic == WD_QUEUE_STATUS_MAGIC ? " (ok)" : " (BAD)",
 	       state_name(st->state), st->queue_index,
@@ -522,6 +523,7 @@ static void show_status(const struct queue *q, int i)
 	       (unsigned long long)st->errors,
 	       (unsigned long long)st->bytes,
 	       (unsigned long long)st->pinned_pages,
+	       (unsigned long long)st->mapped_pages,
 	       (unsigned long long)st->buffers);
 }
 

@@ -91,7 +91,7 @@ int main(int argc, char **argv)
 	sq = (struct wd_desc *)(dus + h->sq_offset);
 	cq = (struct wd_cqe *)(dus + h->cq_offset);
 
-	/* Buffers: pinned and mapped for the device once, used many times. */
+	/* Buffers: mirrored for the device (not pinned), used many times. */
 	src = mmap(NULL, LEN, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	dst = mmap(NULL, LEN, PROT_READ | PROT_WRITE,

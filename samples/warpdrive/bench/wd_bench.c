@@ -51,8 +51,8 @@
 #define NULL_IOCTL		_IO('W', 0x3f)
 
 #define MAX_REPS		31
-#define MAX_CASES		80
-#define MAX_RATIOS		16
+#define MAX_CASES		96
+#define MAX_RATIOS		24
 #define WAIT_MS			30000
 #define KIB			1024UL
 #define MIB			(1024 * KIB)
@@ -604,7 +604,7 @@ static uint64_t run_crc_pinned(struct bcase *c, unsigned long iters,
 /*
  * The registered buffer a loses its pages (p1: 0 MADV_DONTNEED, 1 munmap
  * and a new mapping at the same address); the application writes to every
- * page of it again, then a command uses it, which pins it again. Timed: the
+ * page of it again, then a command uses it, which faults it in again. Timed: the
  * madvise() or munmap() (the notifier's invalidation) and, in *aux, the
  * command. With p2, a is not registered and no command runs: what the
  * madvise() or munmap() costs without warpdrive.
@@ -651,6 +651,123 @@ static uint64_t run_invalidate(struct bcase *c, unsigned long iters,
 					     before), iters);
 	*aux = repin;
 	return inval;
+}
+
+/* (4) migration of registered memory */
+
+/* move_pages() moves, rather than only reports (numaif.h's MPOL_MF_MOVE). */
+#define MOVE_PAGES_MOVE		(1 << 1)
+#define MIG_LEN			(4 * MIB)
+#define MIG_QUEUED		100
+#define MIG_ITERS		16
+
+/* The node of the page at @p, or -errno. */
+static int page_node(void *p)
+{
+	int status = -1;
+
+	if (syscall(SYS_move_pages, 0, 1UL, &p, NULL, &status, 0))
+		die("move_pages (query): %s", strerror(errno));
+	return status;
+}
+
+/*
+ * Moves the page at @p to the other of nodes 0 and 1 and returns how long
+ * the call took. A move that did not happen would time something else.
+ */
+static uint64_t move_page(struct bcase *c, void *p)
+{
+	int node = 1 - page_node(p), status = -1;
+	uint64_t t0 = now_ns();
+
+	if (syscall(SYS_move_pages, 0, 1UL, &p, &node, &status,
+		    MOVE_PAGES_MOVE))
+		die("%s: move_pages: %s", c->name, strerror(errno));
+	t0 = now_ns() - t0;
+	if (status != node)
+		die("%s: move_pages left the page on %d, not %d", c->name,
+		    status, node);
+	return t0;
+}
+
+/* Holds (or lets go of) the bulk engine of the case's device. */
+static void hold_engine(struct bcase *c, int hold)
+{
+	char path[128];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/warpdrive/%s/hold_bulk",
+		 c->q->dev);
+	f = fopen(path, "we");
+	if (!f || fprintf(f, "%d\n", hold) < 0 || fclose(f))
+		die("%s: %s", path, strerror(errno));
+}
+
+/* p1 EMU_CRC32C commands over the whole registered buffer a, KICKed. */
+static void queue_crcs(struct bcase *c, unsigned int n)
+{
+	struct wd_desc d = mkdesc(WD_EDU_OP_EMU_CRC32C, c->a, NULL, MIG_LEN);
+	unsigned int i;
+
+	d.flags = WD_DESC_REGISTERED;
+	for (i = 0; i < n; i++)
+		push(c->q, &d);
+	publish(c->q);
+	kick(c->q, n);
+}
+
+/*
+ * move_pages() of the first page of a registered 4 MiB memfd buffer, to
+ * the other node, timed. p1: what the buffer's queue is doing meanwhile:
+ * 0 nothing; 1 MIG_QUEUED 4 MiB EMU_CRC32C commands of the buffer queued
+ * behind a held engine; 2 one such command running (started 2 ms before
+ * the move; *aux counts the moves during which it was still running).
+ */
+static uint64_t run_migrate(struct bcase *c, unsigned long iters,
+			    uint64_t *aux)
+{
+	uint64_t t = 0, done = 0;
+	unsigned long i;
+
+	if (c->p1 == 1) {
+		hold_engine(c, 1);
+		queue_crcs(c, MIG_QUEUED);
+	}
+	for (i = 0; i < iters; i++) {
+		if (c->p1 == 2) {
+			queue_crcs(c, 1);
+			usleep(2000);
+			done = counter(&c->q->st->completed);
+		}
+		t += move_page(c, c->a);
+		if (c->p1 == 2) {
+			*aux += counter(&c->q->st->completed) == done;
+			reap(c->q, 1);
+		}
+	}
+	if (c->p1 == 1) {
+		if (counter(&c->q->st->completed) !=
+		    counter(&c->q->st->submitted) - MIG_QUEUED)
+			die("%s: the held engine ran commands", c->name);
+		hold_engine(c, 0);
+		reap(c->q, MIG_QUEUED);
+	}
+	return t;
+}
+
+/* One EMU_CRC32C of the whole 4 MiB buffer, KICK to completion. */
+static uint64_t run_crc_4m(struct bcase *c, unsigned long iters,
+			   uint64_t *aux)
+{
+	uint64_t t0 = now_ns();
+	unsigned long i;
+
+	(void)aux;
+	for (i = 0; i < iters; i++) {
+		queue_crcs(c, 1);
+		reap(c->q, 1);
+	}
+	return now_ns() - t0;
 }
 
 /* (3) lookup scaling */
@@ -959,7 +1076,7 @@ int main(int argc, char **argv)
 	struct bcase *nwd, *nc, *kempty, *sysc, *reg4k = NULL;
 	struct bcase *unreg4k = NULL, *sc[ARRAY_SIZE(scale_bufs)][2];
 	struct bcase *crc, *rep_madv = NULL, *rep_unmap = NULL, *b;
-	struct bcase *inval[2][2];
+	struct bcase *inval[2][2], *mig[4] = { NULL };
 	long pg = sysconf(_SC_PAGESIZE);
 	char devs[16][32], *rsrc, *rdst, *usrc, *udst;
 	unsigned int target_ms = 40, i, j;
@@ -1123,9 +1240,9 @@ int main(int argc, char **argv)
 		c->bytes = p * pg;
 		c->pages = p;
 		c->a = alloc(p * pg);
-		describe(c, "REGISTER (WD_REGISTER_WRITE) of %u faulted-in page(s): pin and DMA-map", p);
+		describe(c, "REGISTER (WD_REGISTER_WRITE) of %u faulted-in page(s): look up (hmm_range_fault) and DMA-map, nothing pinned", p);
 		t = twin_of(c, "ns/op", "unregister_%up", p);
-		describe(t, "UNREGISTER of the same %u page(s): unmap and unpin",
+		describe(t, "UNREGISTER of the same %u page(s): stop mirroring, unmap",
 			 p);
 	}
 	c = add("pinning", "ns/op", run_reg_unreg, 1, "register_new_%dp",
@@ -1145,7 +1262,7 @@ int main(int argc, char **argv)
 	crc->a = alloc(INVAL_PAGES * pg);
 	crc->bytes = INVAL_PAGES * pg;
 	reg(&qa, crc->a, crc->bytes, WD_REGISTER_WRITE);
-	describe(crc, "EMU_CRC32C of %d bytes in a registered %d-page buffer that is pinned: the baseline of the repin_* cases",
+	describe(crc, "EMU_CRC32C of %d bytes in a registered %d-page buffer whose pages are all mapped for the device: the baseline of the repin_* cases",
 		 CRC_LEN, INVAL_PAGES);
 	for (i = 0; i < 2; i++) {
 		const char *how = i ? "munmap" : "madvise";
@@ -1158,12 +1275,12 @@ int main(int argc, char **argv)
 		c->pages = INVAL_PAGES;
 		c->a = alloc(c->bytes);
 		reg(&qa, c->a, c->bytes, WD_REGISTER_WRITE);
-		describe(c, i ? "munmap() of a registered %d-page buffer: the notifier waits, unmaps, unpins (then mmap(MAP_FIXED) and a write to each page, untimed)" :
-			 "madvise(MADV_DONTNEED) of a registered %d-page buffer: the notifier waits, unmaps, unpins (then a write to each page, untimed)",
+		describe(c, i ? "munmap() of a registered %d-page buffer: the notifier takes the pages from the device (then mmap(MAP_FIXED) and a write to each page, untimed)" :
+			 "madvise(MADV_DONTNEED) of a registered %d-page buffer: the notifier takes the pages from the device (then a write to each page, untimed)",
 			 INVAL_PAGES);
 		t = twin_of(c, "ns/op", "repin_%s_%dp", how,
 			    INVAL_PAGES);
-		describe(t, "the next EMU_CRC32C of %d bytes in that buffer: pins and maps all %d pages again (compare crc_cmd_pinned)",
+		describe(t, "the next EMU_CRC32C of %d bytes in that buffer: faults in and maps all %d pages again (compare crc_cmd_pinned)",
 			 CRC_LEN, INVAL_PAGES);
 		if (i)
 			rep_unmap = t;
@@ -1181,6 +1298,48 @@ int main(int argc, char **argv)
 			 how, INVAL_PAGES);
 		inval[i][0] = c;
 		inval[i][1] = b;
+	}
+
+	/* (4) migration: how long mm waits for warpdrive */
+	if (access("/sys/devices/system/node/node1", F_OK)) {
+		printf("wd_bench: one NUMA node, no migration cases\n");
+	} else {
+		int fd = memfd_create("wd_bench_mig", MFD_CLOEXEC);
+		char *m;
+
+		if (fd < 0 || ftruncate(fd, MIG_LEN))
+			die("memfd: %s", strerror(errno));
+		m = mmap(NULL, MIG_LEN, PROT_READ | PROT_WRITE, MAP_SHARED,
+			 fd, 0);
+		if (m == MAP_FAILED)
+			die("mmap memfd: %s", strerror(errno));
+		touch(m, MIG_LEN, 0x3c);
+		reg(&qa, m, MIG_LEN, WD_REGISTER_WRITE);
+		for (i = 0; i < 3; i++) {
+			static const char *const what[] = {
+				"idle", "100_queued", "running",
+			};
+
+			c = add("migration", "ns/op", run_migrate, 1,
+				"move_page_%s", what[i]);
+			c->q = &qa;
+			c->p1 = i;
+			c->a = m;
+			c->iters = MIG_ITERS;
+			mig[i] = c;
+		}
+		describe(mig[0], "move_pages() of one page of a registered 4 MiB memfd buffer to the other node, its queue idle");
+		describe(mig[1], "the same with %d EMU_CRC32C of the whole buffer queued behind the held engine: waits for none of them",
+			 MIG_QUEUED);
+		describe(mig[2], "the same while one EMU_CRC32C of the whole buffer runs: waits at most for the engine's current 64 KiB chunk");
+		t = twin_of(mig[2], "share", "move_page_running_hits");
+		describe(t, "of move_page_running's moves, the share during which the command was still running (1.0: all)");
+		c = add("migration", "ns/op", run_crc_4m, 1, "crc_cmd_4m");
+		c->q = &qa;
+		c->a = m;
+		c->iters = 4;
+		describe(c, "one EMU_CRC32C of the whole 4 MiB buffer, KICK to completion: what a move would wait for if it waited for a command");
+		mig[3] = c;
 	}
 
 	/* (3) lookup scaling */
@@ -1232,9 +1391,17 @@ int main(int argc, char **argv)
 	add_ratio("inval_munmap_vs_unregistered", inval[1][0], inval[1][1], 0,
 		  "munmap() of 256 pages, registered / not registered");
 	add_ratio("repin_madv_vs_pinned", rep_madv, crc, 0,
-		  "command after MADV_DONTNEED (re-pins 256 pages) / the same command on a pinned buffer");
+		  "command after MADV_DONTNEED (faults 256 pages in again) / the same command on a mapped buffer");
+	if (mig[0]) {
+		add_ratio("move_page_100_queued_vs_idle", mig[1], mig[0], 1,
+			  "move_pages() of a registered page, 100 commands queued / queue idle");
+		add_ratio("move_page_100_queued_vs_one_cmd", mig[1], mig[3],
+			  1, "move_pages() with 100 commands queued / one 4 MiB command (goal: at most 1)");
+		add_ratio("move_page_running_vs_one_cmd", mig[2], mig[3], 0,
+			  "move_pages() while a 4 MiB command runs / that command");
+	}
 	add_ratio("repin_munmap_vs_pinned", rep_unmap, crc, 0,
-		  "command after munmap + new mapping (re-pins 256 pages) / on a pinned buffer");
+		  "command after munmap + new mapping (faults 256 pages in again) / on a mapped buffer");
 
 	/* A copy that is wrong would make its timing meaningless. */
 	for (i = 0; i < (unsigned int)ncases; i++) {

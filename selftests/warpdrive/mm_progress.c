@@ -927,8 +927,13 @@ static int memcg_child(const struct wd_dev *dev, size_t len)
 	wd_fill(p, len, 0x72, 0);
 	for (i = 0; i < QUEUED; i++)
 		crc[i] = wd_crc32c(0, p + i * part, part);
-	if (wd_register(q.fd, p, len, WD_REGISTER_WRITE, &h))
-		return 13;
+	/*
+	 * Reclaim in the cgroup takes pages while REGISTER looks them up:
+	 * EAGAIN (they kept changing for a second) asks to try again.
+	 */
+	for (i = 0; wd_register(q.fd, p, len, WD_REGISTER_WRITE, &h); i++)
+		if (errno != EAGAIN || i == 20)
+			return 100 + errno;	/* 111: EAGAIN, 112: ENOMEM */
 	if (wd_engine_hold(dev, "bulk", true))
 		return 14;
 	for (i = 0; i < QUEUED; i++) {

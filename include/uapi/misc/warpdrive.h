@@ -64,16 +64,25 @@ enum wd_region {
  * descriptors into a submission ring in plain memory (the DUS region) and
  * calls WD_IOCTL_KICK. The kernel copies each new descriptor once,
  * validates it, translates the user addresses it references into DMA
- * addresses of pages it has pinned, and queues it to the device. Each
- * command ends with exactly one completion in the completion ring.
+ * addresses that only the kernel and the driver see, and queues it to the
+ * device. Each command ends with exactly one completion in the completion
+ * ring.
  *
  * No physical or DMA address is ever visible to user space.
  */
 #define WD_DEV_SHADOW_RING	(1U << 4)
 
 /*
- * The MMIO region of a shadow-ring queue: one read-only page of queue
- * status, written by the kernel. It never maps device registers.
+ * The MMIO region of a shadow-ring queue: one page of queue status. It may
+ * be mapped writable, as libwd maps every region, but the kernel never reads
+ * it back: what user space writes there is overwritten at the next update.
+ * It never maps device registers.
+ *
+ * Registered buffers are mirrored, not pinned, so they are counted apart:
+ * mapped_pages are their pages mapped for the device now, pinned_pages only
+ * the pages pinned for commands' own memory, which RLIMIT_MEMLOCK limits.
+ * invalidations counts those that took current pages of a registered buffer
+ * away from the device.
  */
 struct wd_queue_status {
 	__u32 magic;		/* WD_QUEUE_STATUS_MAGIC */
@@ -84,12 +93,10 @@ struct wd_queue_status {
 	__u64 completed;	/* completions written, failed ones included */
 	__u64 errors;		/* completions with a non-zero status */
 	__u64 bytes;		/* bytes of successful commands (their len) */
-	__u64 pinned_pages;	/* pages pinned now, for commands' own memory */
+	__u64 pinned_pages;	/* pinned now, for commands' own memory */
 	__u64 buffers;		/* buffers registered now */
-	__u64 invalidations;	/* invalidations that took current pages of a
-				 * registered buffer away from the device */
-	__u64 mapped_pages;	/* pages of registered buffers mapped for the
-				 * device now (never pinned) */
+	__u64 invalidations;	/* see above */
+	__u64 mapped_pages;	/* of registered buffers, mapped now */
 };
 
 #define WD_QUEUE_STATUS_MAGIC	0x57445153	/* "WDQS" */
@@ -147,11 +154,12 @@ struct wd_ring_header {
  * src is read by the device and dst written, len bytes each. Both are
  * user virtual addresses of the process that opened the queue. If one
  * lies wholly inside a registered buffer (WD_IOCTL_REGISTER) with the
- * access the command needs, the buffer's pinned, DMA-mapped pages are
- * used. Otherwise the pages are pinned and mapped for this command alone
- * and released when it completes, unless WD_DESC_REGISTERED asks for
- * registered buffers only. A dst inside a buffer registered read-only
- * fails with -EACCES; it is not pinned on its own instead.
+ * access the command needs, the device uses the pages mapped there when it
+ * gets to them, and nothing is pinned. Otherwise the pages are pinned for
+ * this command alone, from KICK until just before its completion is
+ * written, unless WD_DESC_REGISTERED asks for registered buffers only. A
+ * dst inside a buffer registered read-only fails with -EACCES; it is not
+ * pinned on its own instead.
  */
 struct wd_desc {
 	__u64 user_data;	/* returned in the completion */
@@ -169,23 +177,28 @@ struct wd_desc {
 #define WD_DESC_REGISTERED	(1U << 0)
 
 /*
- * A completion. status is 0 or a negative errno; a command that fails
- * validation completes with an error and never reaches the device:
+ * A completion. status is 0 or a negative errno. A command that fails
+ * validation completes at once and never reaches the device; registered
+ * memory is looked up again when the device gets to it, so -EFAULT and
+ * -EAGAIN may also come from a command that had started:
  *
  *   -EINVAL      unknown flags, non-zero reserved fields, a length of 0 or
  *                beyond the opcode's limit, a misaligned address or
  *                length, or a non-zero address the opcode does not use
  *   -EOPNOTSUPP  unknown opcode
  *   -EFAULT      an address range that wraps around, is not user memory,
- *                is not mapped, or is mapped without the access needed
+ *                is not mapped, or is mapped without the access needed,
+ *                registered memory no longer mapped included; one that
+ *                was running may have written a prefix of dst
  *   -EACCES      dst lies in a buffer registered read-only
  *   -ENOENT      WD_DESC_REGISTERED, and an address is in no buffer
- *   -ENOMEM      pinning would exceed RLIMIT_MEMLOCK
+ *   -ENOMEM      pinning a command's own memory would exceed
+ *                RLIMIT_MEMLOCK, or the kernel is out of memory
  *   -ECANCELED   the queue was stopped, released or orphaned, or its
  *                device removed, before the command finished; one that
  *                was cut short while running may have written a prefix
  *                of dst
- *   -EAGAIN      the memory kept changing while it was being pinned
+ *   -EAGAIN      the memory kept changing for a second
  *   -ENODEV      the device went away while the command ran
  *
  * and a device's own errors. result is opcode-specific.
@@ -199,24 +212,28 @@ struct wd_cqe {
 };
 
 /*
- * Register [addr, addr + len) for commands: pin its pages (charged to
- * RLIMIT_MEMLOCK as mlock() would be, unless the caller has CAP_IPC_LOCK)
- * and map them for the device, read-only unless WD_REGISTER_WRITE. Returns
- * a handle for WD_IOCTL_UNREGISTER.
+ * Register [addr, addr + len) for commands, for the device to read, and to
+ * write too with WD_REGISTER_WRITE. Returns a handle for
+ * WD_IOCTL_UNREGISTER.
  *
- * The buffer follows the address space: after munmap(), mremap(),
- * madvise(MADV_DONTNEED), copy-on-write or anything else that changes its
- * pages, the kernel waits for the commands using the old pages, unpins
- * them, and pins what is mapped there when a command next uses it. If
- * nothing suitable is mapped there any more, that command fails with
- * -EFAULT. The handle stays valid until unregistered.
+ * Nothing is pinned or charged to RLIMIT_MEMLOCK: the kernel mirrors the
+ * range for the device, so that memory management can migrate, merge,
+ * compact and reclaim its pages as any other. Whatever changes them
+ * (munmap(), mremap(), madvise(), mprotect(), copy-on-write, migration,
+ * reclaim, writeback) waits at most for the transfer the device is doing on
+ * the buffer now, never for queued commands; a command uses what is mapped
+ * there when the device gets to it, and fails with -EFAULT if nothing with
+ * the access it needs is. So writable shared file mappings work on any file
+ * system: writeback write-protects the pages for the device as well, and
+ * its next write dirties them again. The range is faulted in here, so that
+ * a bad one fails now. The handle stays valid until unregistered.
  *
- * Errors: EINVAL (len 0, unknown flags, wrap-around), EEXIST (overlaps a
- * registered buffer), E2BIG (longer than WD_MAX_BUFFER_SIZE), ENOSPC
- * (WD_MAX_BUFFERS registered already), ENOMEM (RLIMIT_MEMLOCK), EFAULT
- * (not mapped, or without the access asked for), EOPNOTSUPP (a writable
- * registration of a file mapping other than shmem, whose file system would
- * not see the device's writes).
+ * Errors: EINVAL (len 0, unknown flags, wrap-around), E2BIG (longer than
+ * WD_MAX_BUFFER_SIZE), ENOSPC (WD_MAX_BUFFERS registered already), EEXIST
+ * (overlaps a registered buffer), ENOMEM (out of kernel memory), EFAULT
+ * (not mapped, or not with the access asked for), EINTR (a fatal signal
+ * while faulting it in), EAGAIN (it kept changing for a second), EPERM (not
+ * the owner).
  */
 struct wd_register {
 	__u64 addr;		/* in */
@@ -234,7 +251,8 @@ struct wd_register {
 
 /*
  * Unregister the buffer with this handle (ENOENT if there is none). Waits
- * for the commands in flight that use it, then unpins it.
+ * for the commands in flight that use it, queued ones included, then stops
+ * mirroring it; there is nothing to unpin.
  */
 #define WD_IOCTL_UNREGISTER	_IOW('W', WD_IOCTL_BASE + 1, __u32)
 
@@ -243,16 +261,19 @@ struct wd_register {
  * taken: fewer when the completion ring could not hold their completions
  * (reap some, then kick again), never losing one. Each taken descriptor
  * has a completion, written at once if it failed validation. Fails with
- * EINVAL if the queue is not started or an index is corrupt.
+ * EINVAL if the queue is not started or an index is corrupt. KICK faults
+ * in the memory of the commands it takes and may wait for that (for a
+ * userfaultfd handler, say); a fatal signal ends the wait.
  *
  * Ownership: a queue belongs to the address space that opened it. Every
  * ioctl (START_Q, PUT_Q, KICK, REGISTER, UNREGISTER and the driver's own)
  * and mmap() of the DUS region from any other address space fail with
  * EPERM: a child that inherited the fd across fork(), or a process that got
- * it over SCM_RIGHTS. Anyone holding the fd may map the status page. After fork(), the parent's buffers stay its own. If
- * the owner's address space exits while another process still holds the
- * fd, the queue is orphaned: commands not finished are cancelled and every
- * pin is dropped.
+ * it over SCM_RIGHTS. Anyone holding the fd may map the status page. After
+ * fork(), the parent's buffers stay its own. If the owner's address space
+ * exits while another process still holds the fd, the queue is orphaned:
+ * commands not finished are cancelled, buffers stop being mirrored and
+ * every pin is dropped.
  */
 #define WD_IOCTL_KICK		_IO('W', WD_IOCTL_BASE + 2)
 

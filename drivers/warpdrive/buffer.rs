@@ -392,7 +392,9 @@ impl Buffer {
         let write = buffer.writable();
         let mut pfns = [HmmPfn::NONE; FAULT_WINDOW];
         let mut gens = [0u32; FAULT_WINDOW];
-        let started = Instant::<Monotonic>::now();
+        // Per window: a big buffer takes longer than one bound to fault in, and only a window
+        // that makes no progress for that long is given up on.
+        let mut started = Instant::<Monotonic>::now();
         let mut at = first;
         while at <= last {
             let n = (last + 1 - at).min(FAULT_WINDOW);
@@ -470,6 +472,7 @@ impl Buffer {
             }
             installed?;
             at += n;
+            started = Instant::<Monotonic>::now();
         }
         Ok(())
     }

@@ -319,7 +319,9 @@ impl QueueInner {
         // Tag bits would make the notifier watch a range that no invalidation overlaps.
         let addr = UserPtr::from_addr(addr).untagged_addr();
         let len = usize::try_from(data.len).map_err(|_| EINVAL)?;
-        let last = addr.checked_add(len - 1).ok_or(EINVAL)?;
+        // Not `len - 1`: the buffer's page span is computed from `addr + len`, which must fit.
+        addr.checked_add(len).ok_or(EINVAL)?;
+        let last = addr + (len - 1);
         let access = if data.flags & uapi::REGISTER_WRITE != 0 {
             Access::ReadWrite
         } else {

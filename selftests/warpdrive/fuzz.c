@@ -846,7 +846,8 @@ static void io_gen_register(struct io_ctx *c, struct wd_register *reg,
 		*errs = E(E2BIG);
 		return;
 	}
-	if (__builtin_add_overflow(addr, len - 1, &last)) {
+	/* addr + len must fit too: a range may not end at the very top. */
+	if (__builtin_add_overflow(addr, len - 1, &last) || last == UINT64_MAX) {
 		*errs = E(EINVAL);
 		return;
 	}

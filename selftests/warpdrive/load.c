@@ -1180,7 +1180,12 @@ TEST_F_TIMEOUT(load, kill_in_flight, 180)
 		EXPECT_EQ((__u32)WD_QUEUE_STARTED, qs.state);
 		EXPECT_EQ(0ULL, qs.errors);
 		EXPECT_EQ(qs.submitted, qs.completed);
-		EXPECT_EQ((uint64_t)(2 * BG_LEN / wd_page_size()),
+		/*
+		 * Still mirrored, but mm may have moved or reclaimed some
+		 * pages under the victim's pressure: those are looked up
+		 * again when next used, so fewer may be mapped, never more.
+		 */
+		EXPECT_GE((uint64_t)(2 * BG_LEN / wd_page_size()),
 			  qs.mapped_pages);
 		EXPECT_EQ(0ULL, qs.pinned_pages);
 		if (!fdinfo_u64(getpid(), pq[d].fd, "wd-in-flight", &val))

@@ -1116,6 +1116,10 @@ TEST_F(mem, register_einval)
 	EXPECT_EQ(-1, wd_register(self->q.fd, (void *)(~0UL - 4095), 8192, 0,
 				  &h));
 	EXPECT_EQ(EINVAL, errno) TH_LOG("wrap-around: %s", strerror(errno));
+	/* Ending at the very top: addr + len does not fit in 64 bits. */
+	EXPECT_EQ(-1, wd_register(self->q.fd, (void *)(~0UL - 4095), 4096, 0,
+				  &h));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("end at 2^64: %s", strerror(errno));
 	EXPECT_EQ(0ULL, wd_read64(&self->q.st->buffers));
 	munmap(buf, 2 * self->page);
 }

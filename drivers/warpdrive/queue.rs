@@ -341,7 +341,11 @@ impl QueueInner {
             let handle = submission.buffers.next_handle();
             let dev = self.bound_device(&submission);
             let buffer = Buffer::new(dev, mm, &self.ring, handle, addr, len, access)?;
-            submission.buffers.insert(buffer.clone())?;
+            if let Err(e) = submission.buffers.insert(buffer.clone()) {
+                // Takes it out of the queue's status again.
+                buffer.data().retire();
+                return Err(e);
+            }
             (buffer, handle)
         };
         // Look the whole range up now, so that a bad one fails here rather than in a command.

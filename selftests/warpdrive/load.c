@@ -706,6 +706,11 @@ TEST_F_TIMEOUT(load, sharing, 280)
 	       (unsigned long long)(crc / MiB),
 	       (unsigned long long)(dma / KiB),
 	       (unsigned long long)(waited / (NEXTRA * self->n)));
+	/* Last, so that a log cut to its tail still says why. */
+	for (i = 0; i < np; i++)
+		if (!sh->slot[i].ok)
+			TH_LOG("process %d failed: status %#x: %s", i,
+			       status[i], sh->slot[i].why);
 	munmap(sh, sh_len);
 	free(pids);
 	free(status);

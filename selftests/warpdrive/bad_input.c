@@ -32,10 +32,7 @@ FIXTURE_SETUP(bad)
 {
 	self->fd = -1;
 	self->buf = MAP_FAILED;
-	self->n = wd_get_edu(self->devs, WD_MAX_DEVS);
-	if (!self->n)
-		SKIP(return, "no QEMU edu device");
-	ASSERT_LT(0, self->n) TH_LOG("edu PCI devices but no edu class device");
+	WD_SETUP_EDU(self->devs, self->n);
 	self->fd = wd_open(&self->devs[0]);
 	ASSERT_LE(0, self->fd) TH_LOG("open %s: %s", self->devs[0].node,
 				      strerror(errno));

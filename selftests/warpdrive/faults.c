@@ -144,10 +144,7 @@ FIXTURE_SETUP(faults)
 	size_t i;
 
 	self->nth = -1;
-	n = wd_get_edu(self->devs, WD_MAX_DEVS);
-	if (!n)
-		SKIP(return, "no QEMU edu device");
-	ASSERT_LT(0, n) TH_LOG("edu PCI devices but no edu class device");
+	WD_SETUP_EDU(self->devs, n);
 	self->dev = &self->devs[0];
 	if (access(FAIL_NTH, F_OK))
 		SKIP(return,

@@ -432,10 +432,7 @@ FIXTURE_SETUP(fuzz)
 {
 	int i;
 
-	self->n = wd_get_edu(self->devs, WD_MAX_DEVS);
-	if (!self->n)
-		SKIP(return, "no QEMU edu device");
-	ASSERT_LT(0, self->n) TH_LOG("edu PCI devices but no edu class device");
+	WD_SETUP_EDU(self->devs, self->n);
 	self->page = wd_page_size();
 	self->mmio = wd_region_size(&self->devs[0], WD_REGION_MMIO);
 	self->dus = wd_region_size(&self->devs[0], WD_REGION_DUS);

@@ -39,12 +39,7 @@ FIXTURE_SETUP(huge)
 {
 	self->nr_hugepages = -1;
 	wd_queue_init(&self->q);
-	self->n = wd_get_edu(self->devs, WD_MAX_DEVS);
-	if (!self->n)
-		SKIP(return, "no QEMU edu device");
-	ASSERT_LT(0, self->n) TH_LOG("edu PCI devices but no edu class device");
-	ASSERT_EQ(0, wd_queue_open(&self->q, &self->devs[0], 0))
-		TH_LOG("%s", wd_ring_error());
+	WD_SETUP_EDU_QUEUE(self->devs, self->n, &self->q);
 	self->src = wd_alloc(LEN);
 	ASSERT_NE(NULL, self->src);
 }
@@ -145,7 +140,7 @@ static int run(struct __test_metadata *_metadata, struct wd_queue *q,
  * CRC-32C of what user space wrote, then a copy of src over it, checked.
  */
 static void use_buffer(struct __test_metadata *_metadata,
-		       FIXTURE_DATA(huge) *self, char *p, uint64_t seed)
+		       struct _test_data_huge *self, char *p, uint64_t seed)
 {
 	uint64_t res = 0;
 
@@ -165,7 +160,7 @@ static void use_buffer(struct __test_metadata *_metadata,
  * access maps the pages anew (swiotlb bouncing: nothing stays mapped).
  */
 static void check_segments(struct __test_metadata *_metadata,
-			   FIXTURE_DATA(huge) *self, uint32_t h,
+			   struct _test_data_huge *self, uint32_t h,
 			   const char *when)
 {
 	long mapped = -1, segments = -1;
@@ -191,7 +186,7 @@ static void check_segments(struct __test_metadata *_metadata,
 }
 
 /* @len bytes aligned to a huge page, in the fixture's mapping. */
-static char *map_aligned(FIXTURE_DATA(huge) *self, size_t len)
+static char *map_aligned(struct _test_data_huge *self, size_t len)
 {
 	uintptr_t a;
 

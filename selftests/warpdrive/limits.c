@@ -19,10 +19,7 @@ FIXTURE(limits) {
 
 FIXTURE_SETUP(limits)
 {
-	self->n = wd_get_edu(self->devs, WD_MAX_DEVS);
-	if (!self->n)
-		SKIP(return, "no QEMU edu device");
-	ASSERT_LT(0, self->n) TH_LOG("edu PCI devices but no edu class device");
+	WD_SETUP_EDU(self->devs, self->n);
 	self->avail = wd_avail(&self->devs[0]);
 	ASSERT_LT(0, self->avail);
 	ASSERT_GE(WD_MAX_QUEUES, self->avail);

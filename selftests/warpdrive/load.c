@@ -51,10 +51,7 @@ FIXTURE_SETUP(load)
 	int i;
 
 	self->debug = profile && !strcmp(profile, "debug");
-	self->n = wd_get_edu(self->devs, WD_MAX_DEVS);
-	if (!self->n)
-		SKIP(return, "no QEMU edu device");
-	ASSERT_LT(0, self->n) TH_LOG("edu PCI devices but no edu class device");
+	WD_SETUP_EDU(self->devs, self->n);
 	/* Nothing of this test holds a queue yet: all of them are free. */
 	for (i = 0; i < self->n; i++) {
 		self->total[i] = wd_avail(&self->devs[i]);

@@ -296,10 +296,7 @@ FIXTURE_SETUP(mmp)
 
 	wd_queue_init(&self->q);
 	self->r.fd = self->src.fd = -1;
-	self->n = wd_get_edu(self->devs, WD_MAX_DEVS);
-	if (!self->n)
-		SKIP(return, "no QEMU edu device");
-	ASSERT_LT(0, self->n) TH_LOG("edu PCI devices but no edu class device");
+	WD_SETUP_EDU(self->devs, self->n);
 	for (self->nodes = 0; self->nodes < 8; self->nodes++) {
 		char path[64];
 
@@ -430,7 +427,7 @@ static void check_work(struct __test_metadata *_metadata, struct wd_queue *q,
 }
 
 /* Holds the bulk engine, so that commands stay queued. */
-static void hold(struct __test_metadata *_metadata, FIXTURE_DATA(mmp) *self,
+static void hold(struct __test_metadata *_metadata, struct _test_data_mmp *self,
 		 bool on)
 {
 	ASSERT_EQ(0, wd_engine_hold(&self->devs[0], "bulk", on))
@@ -698,12 +695,7 @@ FIXTURE(mmx) {
 FIXTURE_SETUP(mmx)
 {
 	wd_queue_init(&self->q);
-	self->n = wd_get_edu(self->devs, WD_MAX_DEVS);
-	if (!self->n)
-		SKIP(return, "no QEMU edu device");
-	ASSERT_LT(0, self->n) TH_LOG("edu PCI devices but no edu class device");
-	ASSERT_EQ(0, wd_queue_open(&self->q, &self->devs[0], 0))
-		TH_LOG("%s", wd_ring_error());
+	WD_SETUP_EDU_QUEUE(self->devs, self->n, &self->q);
 }
 
 FIXTURE_TEARDOWN(mmx)
@@ -713,7 +705,7 @@ FIXTURE_TEARDOWN(mmx)
 	wd_queue_close(&self->q);
 }
 
-static void holdx(struct __test_metadata *_metadata, FIXTURE_DATA(mmx) *self,
+static void holdx(struct __test_metadata *_metadata, struct _test_data_mmx *self,
 		  bool on)
 {
 	ASSERT_EQ(0, wd_engine_hold(&self->devs[0], "bulk", on))
@@ -824,6 +816,95 @@ TEST_F_TIMEOUT(mmx, ksm, 300)
 }
 
 /*
+ * Registered memory that mm finds clean after the device wrote it: an
+ * anonymous buffer after MADV_FREE and a shmem one that was only
+ * read-faulted, both written by the device from src, with QUEUED CRCs of
+ * them queued behind the held engine.
+ */
+struct clean_pair {
+	char *src, *anon, *shm;
+	size_t len;
+	int fd;
+	uint32_t ha, hs, crc;
+	int seed;
+	struct wd_desc d[QUEUED];
+	struct wd_cqe cqe[QUEUED];
+};
+
+static void clean_pair_queue(struct __test_metadata *_metadata,
+			     struct _test_data_mmx *self, struct clean_pair *cp,
+			     size_t len, int seed, const char *name)
+{
+	unsigned int i;
+	size_t off;
+
+	cp->len = len;
+	cp->seed = seed;
+	cp->src = wd_alloc(len);
+	cp->anon = wd_alloc(len);
+	ASSERT_NE(NULL, cp->src);
+	ASSERT_NE(NULL, cp->anon);
+	wd_fill(cp->src, len, seed, 0);
+	wd_fill(cp->anon, len, seed + 1, 0);
+	cp->fd = memfd_create(name, MFD_CLOEXEC);
+	ASSERT_LE(0, cp->fd);
+	ASSERT_EQ(0, ftruncate(cp->fd, len));
+	cp->shm = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, cp->fd,
+		       0);
+	ASSERT_NE(MAP_FAILED, cp->shm);
+	/* Read-faulted only: clean zero pages in the page cache. */
+	for (off = 0; off < len; off += page_size())
+		(void)wd_read32(cp->shm + off);
+	ASSERT_EQ(0, madvise(cp->anon, len, MADV_FREE));
+	ASSERT_EQ(0, wd_register(self->q.fd, cp->anon, len, WD_REGISTER_WRITE,
+				 &cp->ha));
+	ASSERT_EQ(0, wd_register(self->q.fd, cp->shm, len, WD_REGISTER_WRITE,
+				 &cp->hs));
+	/* The device writes both; nothing else tells mm they are dirty. */
+	EXPECT_EQ(0, copy(_metadata, &self->q, cp->src, cp->anon, len));
+	EXPECT_EQ(0, copy(_metadata, &self->q, cp->src, cp->shm, len));
+	cp->crc = wd_crc32c(0, cp->src, len);
+
+	holdx(_metadata, self, true);
+	for (i = 0; i < QUEUED; i++) {
+		cp->d[i] = wd_mkdesc(WD_EDU_OP_EMU_CRC32C, i,
+				     i % 2 ? cp->shm : cp->anon, NULL, len, 0);
+		cp->d[i].flags = WD_DESC_REGISTERED;
+	}
+	ASSERT_EQ((unsigned int)QUEUED, wd_sq_push(&self->q, cp->d, QUEUED));
+	ASSERT_EQ(QUEUED, wd_kick(&self->q)) TH_LOG("%s", wd_ring_error());
+}
+
+/*
+ * Releases the engine: every queued CRC finds the device's data, and so
+ * does the CPU, whatever reclaim did meanwhile. Then lets the memory go.
+ */
+static void clean_pair_check(struct __test_metadata *_metadata,
+			     struct _test_data_mmx *self, struct clean_pair *cp)
+{
+	unsigned int i;
+
+	holdx(_metadata, self, false);
+	ASSERT_EQ(0, wd_reap(&self->q, cp->cqe, QUEUED, 120000))
+		TH_LOG("%s", wd_ring_error());
+	for (i = 0; i < QUEUED; i++) {
+		EXPECT_EQ(0, cp->cqe[i].status);
+		EXPECT_EQ(cp->crc, cp->cqe[i].result)
+			TH_LOG("command %u read back other data", i);
+	}
+	EXPECT_EQ(-1, wd_check(cp->anon, cp->len, cp->seed, 0))
+		TH_LOG("the device's writes to MADV_FREE memory were dropped");
+	EXPECT_EQ(-1, wd_check(cp->shm, cp->len, cp->seed, 0))
+		TH_LOG("the device's writes to clean shmem were dropped");
+	EXPECT_EQ(0, wd_unregister(self->q.fd, cp->ha));
+	EXPECT_EQ(0, wd_unregister(self->q.fd, cp->hs));
+	munmap(cp->shm, cp->len);
+	close(cp->fd);
+	munmap(cp->anon, cp->len);
+	munmap(cp->src, cp->len);
+}
+
+/*
  * Pages that mm finds clean, and could drop without writing them out,
  * after the device wrote them: anonymous memory after MADV_FREE, and shmem
  * that was only read-faulted. MADV_PAGEOUT then reclaims them with
@@ -831,75 +912,20 @@ TEST_F_TIMEOUT(mmx, ksm, 300)
  */
 TEST_F_TIMEOUT(mmx, pageout_clean_pages, 300)
 {
-	const size_t len = 1 * MiB;
-	struct wd_desc d[QUEUED];
-	struct wd_cqe cqe[QUEUED];
-	char *anon, *shm, *src;
-	uint32_t ha, hs, crc;
-	unsigned int i;
-	size_t off;
-	int fd;
+	struct clean_pair cp;
+	struct pageout_arg pa, ps;
+	long ret = -1;
 
-	src = wd_alloc(len);
-	anon = wd_alloc(len);
-	ASSERT_NE(NULL, src);
-	ASSERT_NE(NULL, anon);
-	wd_fill(src, len, 0x70, 0);
-	wd_fill(anon, len, 0x71, 0);
-	fd = memfd_create("wd-clean", MFD_CLOEXEC);
-	ASSERT_LE(0, fd);
-	ASSERT_EQ(0, ftruncate(fd, len));
-	shm = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	ASSERT_NE(MAP_FAILED, shm);
-	/* Read-faulted only: clean zero pages in the page cache. */
-	for (off = 0; off < len; off += page_size())
-		(void)wd_read32(shm + off);
-	ASSERT_EQ(0, madvise(anon, len, MADV_FREE));
-	ASSERT_EQ(0, wd_register(self->q.fd, anon, len, WD_REGISTER_WRITE, &ha));
-	ASSERT_EQ(0, wd_register(self->q.fd, shm, len, WD_REGISTER_WRITE, &hs));
-	/* The device writes both; nothing else tells mm they are dirty. */
-	EXPECT_EQ(0, copy(_metadata, &self->q, src, anon, len));
-	EXPECT_EQ(0, copy(_metadata, &self->q, src, shm, len));
-	crc = wd_crc32c(0, src, len);
-
-	holdx(_metadata, self, true);
-	for (i = 0; i < QUEUED; i++) {
-		d[i] = wd_mkdesc(WD_EDU_OP_EMU_CRC32C, i, i % 2 ? shm : anon,
-				 NULL, len, 0);
-		d[i].flags = WD_DESC_REGISTERED;
-	}
-	ASSERT_EQ((unsigned int)QUEUED, wd_sq_push(&self->q, d, QUEUED));
-	ASSERT_EQ(QUEUED, wd_kick(&self->q)) TH_LOG("%s", wd_ring_error());
-	{
-		struct pageout_arg pa = { .p = anon, .len = len };
-		struct pageout_arg ps = { .p = shm, .len = len };
-		long ret = -1;
-
-		EXPECT_TRUE(bounded(pageout_fn, &pa, &ret))
-			TH_LOG("MADV_PAGEOUT of clean anonymous pages is stuck");
-		EXPECT_EQ(0, ret);
-		EXPECT_TRUE(bounded(pageout_fn, &ps, &ret))
-			TH_LOG("MADV_PAGEOUT of clean shmem is stuck");
-		EXPECT_EQ(0, ret);
-	}
-	holdx(_metadata, self, false);
-	ASSERT_EQ(0, wd_reap(&self->q, cqe, QUEUED, 120000))
-		TH_LOG("%s", wd_ring_error());
-	for (i = 0; i < QUEUED; i++) {
-		EXPECT_EQ(0, cqe[i].status);
-		EXPECT_EQ(crc, cqe[i].result)
-			TH_LOG("command %u read back other data", i);
-	}
-	EXPECT_EQ(-1, wd_check(anon, len, 0x70, 0))
-		TH_LOG("the device's writes to MADV_FREE memory were dropped");
-	EXPECT_EQ(-1, wd_check(shm, len, 0x70, 0))
-		TH_LOG("the device's writes to clean shmem were dropped");
-	EXPECT_EQ(0, wd_unregister(self->q.fd, ha));
-	EXPECT_EQ(0, wd_unregister(self->q.fd, hs));
-	munmap(shm, len);
-	close(fd);
-	munmap(anon, len);
-	munmap(src, len);
+	clean_pair_queue(_metadata, self, &cp, 1 * MiB, 0x70, "wd-clean");
+	pa = (struct pageout_arg){ .p = cp.anon, .len = cp.len };
+	ps = (struct pageout_arg){ .p = cp.shm, .len = cp.len };
+	EXPECT_TRUE(bounded(pageout_fn, &pa, &ret))
+		TH_LOG("MADV_PAGEOUT of clean anonymous pages is stuck");
+	EXPECT_EQ(0, ret);
+	EXPECT_TRUE(bounded(pageout_fn, &ps, &ret))
+		TH_LOG("MADV_PAGEOUT of clean shmem is stuck");
+	EXPECT_EQ(0, ret);
+	clean_pair_check(_metadata, self, &cp);
 }
 
 /* Runs in a memory cgroup of @limit bytes: see memcg_reclaim. */
@@ -1031,47 +1057,14 @@ static long long node_free_kb(int node)
  */
 TEST_F_TIMEOUT(mmx, kswapd_pressure, 300)
 {
-	const size_t len = 8 * MiB;
 	long long kswapd0 = vmstat("pgscan_kswapd"), free_kb;
-	struct wd_desc d[QUEUED];
-	struct wd_cqe cqe[QUEUED];
-	char *anon, *shm, *src;
-	uint32_t ha, hs, crc;
-	int fd, node, status = -1;
-	unsigned int i;
-	size_t off;
+	struct clean_pair cp;
+	int node, status = -1;
 	pid_t pid;
 
-	src = wd_alloc(len);
-	anon = wd_alloc(len);
-	ASSERT_NE(NULL, src);
-	ASSERT_NE(NULL, anon);
-	wd_fill(src, len, 0x73, 0);
-	memset(anon, 1, len);
-	fd = memfd_create("wd-kswapd", MFD_CLOEXEC);
-	ASSERT_LE(0, fd);
-	ASSERT_EQ(0, ftruncate(fd, len));
-	shm = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	ASSERT_NE(MAP_FAILED, shm);
-	for (off = 0; off < len; off += page_size())
-		(void)wd_read32(shm + off);
-	ASSERT_EQ(0, madvise(anon, len, MADV_FREE));
-	ASSERT_EQ(0, wd_register(self->q.fd, anon, len, WD_REGISTER_WRITE, &ha));
-	ASSERT_EQ(0, wd_register(self->q.fd, shm, len, WD_REGISTER_WRITE, &hs));
-	EXPECT_EQ(0, copy(_metadata, &self->q, src, anon, len));
-	EXPECT_EQ(0, copy(_metadata, &self->q, src, shm, len));
-	crc = wd_crc32c(0, src, len);
-	node = page_node(shm);
+	clean_pair_queue(_metadata, self, &cp, 8 * MiB, 0x73, "wd-kswapd");
+	node = page_node(cp.shm);
 	ASSERT_LE(0, node);
-
-	holdx(_metadata, self, true);
-	for (i = 0; i < QUEUED; i++) {
-		d[i] = wd_mkdesc(WD_EDU_OP_EMU_CRC32C, i, i % 2 ? shm : anon,
-				 NULL, len, 0);
-		d[i].flags = WD_DESC_REGISTERED;
-	}
-	ASSERT_EQ((unsigned int)QUEUED, wd_sq_push(&self->q, d, QUEUED));
-	ASSERT_EQ(QUEUED, wd_kick(&self->q)) TH_LOG("%s", wd_ring_error());
 
 	free_kb = node_free_kb(node);
 	ASSERT_LT(64 * 1024LL, free_kb);
@@ -1080,7 +1073,7 @@ TEST_F_TIMEOUT(mmx, kswapd_pressure, 300)
 	if (!pid) {
 		unsigned long mask = 1UL << node;
 		/* More than is free: the node must reclaim to satisfy it. */
-		size_t hog = (free_kb + 24 * 1024) * KiB;
+		size_t hog = (free_kb + 24 * 1024) * KiB, off;
 		char *p;
 
 		if (syscall(SYS_set_mempolicy, MPOL_BIND, &mask, 64))
@@ -1097,24 +1090,10 @@ TEST_F_TIMEOUT(mmx, kswapd_pressure, 300)
 		TH_LOG("the hog did not finish");
 	EXPECT_TRUE(WIFEXITED(status) && !WEXITSTATUS(status))
 		TH_LOG("hog status %#x", status);
-	holdx(_metadata, self, false);
-	ASSERT_EQ(0, wd_reap(&self->q, cqe, QUEUED, 120000))
-		TH_LOG("%s", wd_ring_error());
-	for (i = 0; i < QUEUED; i++) {
-		EXPECT_EQ(0, cqe[i].status);
-		EXPECT_EQ(crc, cqe[i].result);
-	}
-	EXPECT_EQ(-1, wd_check(anon, len, 0x73, 0));
-	EXPECT_EQ(-1, wd_check(shm, len, 0x73, 0));
+	clean_pair_check(_metadata, self, &cp);
 	EXPECT_LT(kswapd0, vmstat("pgscan_kswapd")) TH_LOG("kswapd never ran");
 	TH_LOG("mm-progress: kswapd: %lld pages scanned by kswapd on node %d",
 	       vmstat("pgscan_kswapd") - kswapd0, node);
-	EXPECT_EQ(0, wd_unregister(self->q.fd, ha));
-	EXPECT_EQ(0, wd_unregister(self->q.fd, hs));
-	munmap(shm, len);
-	close(fd);
-	munmap(anon, len);
-	munmap(src, len);
 }
 
 /*

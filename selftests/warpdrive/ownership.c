@@ -32,12 +32,7 @@ FIXTURE(owner) {
 FIXTURE_SETUP(owner)
 {
 	wd_queue_init(&self->q);
-	self->n = wd_get_edu(self->devs, WD_MAX_DEVS);
-	if (!self->n)
-		SKIP(return, "no QEMU edu device");
-	ASSERT_LT(0, self->n) TH_LOG("edu PCI devices but no edu class device");
-	ASSERT_EQ(0, wd_queue_open(&self->q, &self->devs[0], 0))
-		TH_LOG("%s: %s", self->devs[0].name, wd_ring_error());
+	WD_SETUP_EDU_QUEUE(self->devs, self->n, &self->q);
 	self->buf = wd_alloc(BUF_LEN);
 	ASSERT_NE(NULL, self->buf);
 	memset(self->buf, 0x11, BUF_LEN);

@@ -378,10 +378,7 @@ FIXTURE_SETUP(teardown)
 
 	/* A test killed by its timeout had no teardown. */
 	restore_boot();
-	self->n = wd_get_edu(self->devs, WD_MAX_DEVS);
-	if (!self->n)
-		SKIP(return, "no QEMU edu device");
-	ASSERT_LT(0, self->n) TH_LOG("edu PCI devices but no edu class device");
+	WD_SETUP_EDU(self->devs, self->n);
 	for (i = 0; i < self->n; i++) {
 		ASSERT_NE(0, self->devs[i].bdf[0]);
 		ASSERT_TRUE(wd_pci_bound(self->devs[i].bdf));

@@ -69,6 +69,17 @@ void wd_queue_init(struct wd_queue *q);
 int wd_queue_open(struct wd_queue *q, const struct wd_dev *dev,
 		  unsigned int flags);
 
+/*
+ * WD_SETUP_EDU(), then a started queue of the first device into @q, which
+ * the fixture's teardown closes (it must have been wd_queue_init()-ed).
+ */
+#define WD_SETUP_EDU_QUEUE(devs, n, q)					\
+	do {								\
+		WD_SETUP_EDU(devs, n);					\
+		ASSERT_EQ(0, wd_queue_open((q), &(devs)[0], 0))		\
+			TH_LOG("%s: %s", (devs)[0].name, wd_ring_error()); \
+	} while (0)
+
 /* The same for an fd that is already open; @q owns @fd afterwards. */
 int wd_queue_attach(struct wd_queue *q, int fd, size_t mmio_len,
 		    size_t dus_len);

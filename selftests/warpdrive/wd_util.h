@@ -96,6 +96,20 @@ int wd_list_pci(unsigned int vendor, unsigned int device, struct wd_pci *pci,
  */
 int wd_get_edu(struct wd_dev *devs, int max);
 
+/*
+ * For a kselftest_harness.h FIXTURE_SETUP: the edu class devices into the
+ * array @devs, their number into @n; skips the test on a machine without
+ * edu devices and fails it where their driver did not bind.
+ */
+#define WD_SETUP_EDU(devs, n)						\
+	do {								\
+		(n) = wd_get_edu((devs), WD_MAX_DEVS);			\
+		if (!(n))						\
+			SKIP(return, "no QEMU edu device");		\
+		ASSERT_LT(0, (n))					\
+			TH_LOG("edu PCI devices but no edu class device"); \
+	} while (0)
+
 /* Attribute @attr of @dev, raw (with its newline). Returns length or -errno. */
 int wd_attr(const struct wd_dev *dev, const char *attr, char *buf, size_t len);
 int wd_attr_ulong(const struct wd_dev *dev, const char *attr,

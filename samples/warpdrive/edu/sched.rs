@@ -265,7 +265,8 @@ impl<E: Executor> WorkItem for Scheduler<E> {
             } else {
                 this.executor.execute(&cmd, &lane.cancel)
             };
-            // The completion is written, then the command's memory is released.
+            // Its memory is let go before its completion is written: whoever reaps it finds
+            // the pins and the buffers free.
             cmd.complete(result);
             lane.finish();
         }

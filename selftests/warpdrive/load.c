@@ -166,6 +166,19 @@ static uint64_t in_flight(const struct wd_queue *q)
 	return s.submitted - s.completed;
 }
 
+/* Samples the @n queues' commands in flight into @flight: whether none is 0. */
+static bool all_in_flight(const struct wd_queue *q, int n, uint64_t *flight)
+{
+	bool all = true;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		flight[i] = in_flight(&q[i]);
+		all &= flight[i] > 0;
+	}
+	return all;
+}
+
 /* Bytes of @buf that copies did not write: sorted, disjoint ranges. */
 struct range {
 	size_t off, len;
@@ -1105,8 +1118,12 @@ TEST_F_TIMEOUT(load, kill_in_flight, 180)
 	for (d = 0; d < self->n; d++)
 		st(&bg[d].arm, 1);
 	ASSERT_TRUE(WAIT_FOR(all_armed(bg, self->n), 60000));
-	for (d = 0; d < self->n; d++)
-		flight[d] = in_flight(&pq[d]);
+	/*
+	 * The queue armed first may have finished its round by the time
+	 * the last one arms: wait for a moment when every queue has work
+	 * in the kernel (each round's DMA_COPY alone takes 200 ms).
+	 */
+	WAIT_FOR(all_in_flight(pq, self->n, flight), 10000);
 	for (i = 0; i < rep->nq; i++) {
 		if (!fdinfo_u64(pid, rep->fds[i], "wd-in-flight", &val))
 			child_flight += val;

@@ -514,13 +514,17 @@ struct index_watch {
 	uint64_t cq_moves, sq_moves;	/* reads that saw the index move */
 	uint32_t cq_bad, sq_bad;	/* 0, or the first index out of line */
 	uint32_t cq_prev, sq_prev;
+	uint32_t start;		/* both indices before the first command */
+	uint32_t issued;	/* commands pushed so far, store-release */
 	bool backwards;
 };
 
 /*
  * Spins on cq_tail and sq_head as user space does while it waits: each
- * read must be at or after the one before, and never more than a ring
- * ahead of it (a torn or stale index fails one of the two).
+ * read must be at or after the one before, and no further than the
+ * commands pushed by then (a torn or stale index fails one of the two).
+ * Not "within a ring of the read before": the watcher may be descheduled
+ * while several batches go through.
  */
 static void *watch_indices(void *arg)
 {
@@ -529,13 +533,16 @@ static void *watch_indices(void *arg)
 
 	while (!w->stop && !w->backwards) {
 		uint32_t ncq = wd_cq_tail(w->q), nsq = wd_sq_head(w->q);
+		/* Read after the indices, which cannot pass it. */
+		uint32_t issued = __atomic_load_n(&w->issued,
+						  __ATOMIC_ACQUIRE);
 
-		if ((int32_t)(ncq - cq) < 0 || ncq - cq > w->q->cq_entries) {
+		if ((int32_t)(ncq - cq) < 0 || ncq - w->start > issued) {
 			w->backwards = true;
 			w->cq_bad = ncq;
 			w->cq_prev = cq;
 		}
-		if ((int32_t)(nsq - sq) < 0 || nsq - sq > w->q->sq_entries) {
+		if ((int32_t)(nsq - sq) < 0 || nsq - w->start > issued) {
 			w->backwards = true;
 			w->sq_bad = nsq;
 			w->sq_prev = sq;
@@ -566,11 +573,15 @@ TEST_F_TIMEOUT(ring, index_monotonic, 120)
 
 	w.cq_prev = wd_cq_tail(&self->q);
 	w.sq_prev = wd_sq_head(&self->q);
+	/* A fresh queue: nothing submitted, nothing completed yet. */
+	ASSERT_EQ(w.cq_prev, w.sq_prev);
+	w.start = w.cq_prev;
 	ASSERT_EQ(0, pthread_create(&t, NULL, watch_indices, &w));
 	for (done = 0; done < total && !w.backwards; done += batch) {
 		for (i = 0; i < batch; i++)
 			d[i] = wd_mkdesc(WD_EDU_OP_NOP, done + i, NULL, NULL,
 					 0, 0);
+		__atomic_store_n(&w.issued, done + batch, __ATOMIC_RELEASE);
 		ASSERT_EQ(0, wd_run(&self->q, d, batch, cqe, WD_WAIT_MS))
 			TH_LOG("%s", wd_ring_error());
 		for (i = 0; i < batch; i++)

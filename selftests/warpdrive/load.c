@@ -323,23 +323,15 @@ __printf(3, 4) static int why_fail(struct share_slot *s, int ret,
 }
 
 /*
- * REGISTER, again after EAGAIN as the UAPI asks: sixteen processes on two
- * vCPUs of the debug kernel can take longer than the second that REGISTER
- * gives a range that mm keeps changing (seen there: three processes at
- * once). A few times only, so that a range that never settles still fails.
+ * REGISTER, again after EAGAIN: sixteen processes on two vCPUs of the debug
+ * kernel can take longer than the second that REGISTER gives a range that
+ * mm keeps changing (seen there: three processes at once).
  */
 static int share_register(struct wd_queue *q, void *addr, size_t len,
 			  uint32_t flags, struct share_slot *s)
 {
-	unsigned int tries = 0;
-	uint32_t h;
-
-	while (wd_register(q->fd, addr, len, flags, &h)) {
-		if (errno != EAGAIN || ++tries == 5)
-			return -1;
-		s->register_retries++;
-	}
-	return 0;
+	return wd_register_retry(q->fd, addr, len, flags, NULL, 5,
+				 &s->register_retries);
 }
 
 static int share_setup(struct wd_queue *q, struct share_mem *m,

@@ -957,9 +957,8 @@ static int memcg_child(const struct wd_dev *dev, size_t len)
 	 * Reclaim in the cgroup takes pages while REGISTER looks them up:
 	 * EAGAIN (they kept changing for a second) asks to try again.
 	 */
-	for (i = 0; wd_register(q.fd, p, len, WD_REGISTER_WRITE, &h); i++)
-		if (errno != EAGAIN || i == 20)
-			return 100 + errno;	/* 111: EAGAIN, 112: ENOMEM */
+	if (wd_register_retry(q.fd, p, len, WD_REGISTER_WRITE, &h, 21, NULL))
+		return 100 + errno;	/* 111: EAGAIN, 112: ENOMEM */
 	if (wd_engine_hold(dev, "bulk", true))
 		return 14;
 	for (i = 0; i < QUEUED; i++) {

@@ -390,6 +390,20 @@ int wd_register(int fd, const void *addr, size_t len, uint32_t flags,
 	return ret;
 }
 
+int wd_register_retry(int fd, const void *addr, size_t len, uint32_t flags,
+		      uint32_t *handle, unsigned int tries,
+		      unsigned int *again)
+{
+	int ret;
+
+	while ((ret = wd_register(fd, addr, len, flags, handle)) &&
+	       errno == EAGAIN && --tries) {
+		if (again)
+			++*again;
+	}
+	return ret;
+}
+
 int wd_unregister(int fd, uint32_t handle)
 {
 	return ioctl(fd, WD_IOCTL_UNREGISTER, &handle);

@@ -220,6 +220,16 @@ int wd_register(int fd, const void *addr, size_t len, uint32_t flags,
 		uint32_t *handle);
 int wd_unregister(int fd, uint32_t handle);
 
+/*
+ * wd_register(), made again after EAGAIN (the range kept changing for a
+ * second), as the UAPI asks, up to @tries calls in all; adds the repeated
+ * ones to *@again unless it is NULL. A range that never settles still
+ * fails, with EAGAIN.
+ */
+int wd_register_retry(int fd, const void *addr, size_t len, uint32_t flags,
+		      uint32_t *handle, unsigned int tries,
+		      unsigned int *again);
+
 /* VmPin of /proc/self/status in kB, or -errno (-ENOENT if absent). */
 long wd_vmpin_kb(void);
 

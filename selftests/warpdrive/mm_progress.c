@@ -936,7 +936,7 @@ static int memcg_child(const struct wd_dev *dev, size_t len)
 	struct wd_cqe cqe[QUEUED];
 	const size_t part = len / QUEUED;
 	uint32_t h, crc[QUEUED];
-	unsigned int i, retried = 0;
+	unsigned int i;
 	char *p;
 	int fd;
 
@@ -979,30 +979,15 @@ static int memcg_child(const struct wd_dev *dev, size_t len)
 		return 18;
 	for (i = 0; i < QUEUED; i++) {
 		struct wd_cqe *c = &cqe[i];
-		unsigned int tries = 0;
 
-		if (c->user_data >= QUEUED)
-			return 19;
-		/*
-		 * -EAGAIN: reclaim took the part's pages again for a second
-		 * while the command faulted them in; the UAPI's answer is to
-		 * submit it again.
-		 */
-		while (c->status == -EAGAIN && tries++ < 10) {
-			retried++;
-			if (wd_run(&q, &d[c->user_data], 1, c, 120000))
-				return 18;
-		}
-		if (c->status || c->result != crc[c->user_data]) {
-			fprintf(stderr, "# memcg: command %llu: status %d after %u tries\n",
-				(unsigned long long)c->user_data, c->status,
-				tries);
+		if (c->user_data >= QUEUED || c->status ||
+		    c->result != crc[c->user_data]) {
+			/* -EAGAIN: the part could not be made resident. */
+			fprintf(stderr, "# memcg: command %llu: status %d\n",
+				(unsigned long long)c->user_data, c->status);
 			return 19;
 		}
 	}
-	if (retried)
-		printf("# memcg: %u commands submitted again after -EAGAIN\n",
-		       retried);
 	if (wd_check(p, len, 0x72, 0) != -1)
 		return 20;
 	wd_unregister(q.fd, h);

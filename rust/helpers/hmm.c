@@ -2,6 +2,7 @@
 
 #include <linux/dma-mapping.h>
 #include <linux/hmm.h>
+#include <linux/swiotlb.h>
 #include <linux/userfaultfd_k.h>
 
 __rust_helper struct page *rust_helper_hmm_pfn_to_page(unsigned long hmm_pfn)
@@ -24,4 +25,9 @@ __rust_helper int rust_helper_dma_coerce_mask_and_coherent(struct device *dev,
 							   u64 mask)
 {
 	return dma_coerce_mask_and_coherent(dev, mask);
+}
+
+__rust_helper bool rust_helper_is_swiotlb_force_bounce(struct device *dev)
+{
+	return is_swiotlb_force_bounce(dev);
 }

@@ -328,9 +328,16 @@ impl HmmDmaMap {
             return Err(EINVAL);
         }
         let mut map = pin_init::zeroed::<bindings::hmm_dma_map>();
-        // SAFETY: `dev` is a bound device, `map` is a zeroed `struct hmm_dma_map`. The C side
-        // keeps no pointer to it, so it may move afterwards.
-        let ret = unsafe { bindings::hmm_dma_map_alloc(dev.as_raw(), &mut map, len, PAGE_SIZE) };
+        // SAFETY: `dev` is a valid device.
+        let ret = if unsafe { bindings::is_swiotlb_force_bounce(dev.as_raw()) } {
+            // Every mapping bounces, which `hmm_dma_map_pfn()` refuses (it requires coherent
+            // mappings); `hmm_dma_map_alloc()` only finds out once the first bounce is made.
+            EOPNOTSUPP.to_errno()
+        } else {
+            // SAFETY: `dev` is a bound device, `map` is a zeroed `struct hmm_dma_map`. The C
+            // side keeps no pointer to it, so it may move afterwards.
+            unsafe { bindings::hmm_dma_map_alloc(dev.as_raw(), &mut map, len, PAGE_SIZE) }
+        };
         let kind = match to_result(ret) {
             Ok(()) => {
                 let addrs = match KVVec::from_elem(0, len, GFP_KERNEL_ACCOUNT) {

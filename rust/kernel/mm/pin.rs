@@ -989,10 +989,14 @@ mod tests {
             GFP_KERNEL,
         )?;
 
+        // A bounce slot (swiotlb=force) keeps only the offset bits that the device's
+        // `min_align_mask` asks for, and this device asks for none.
+        // SAFETY: `raw` is a valid device.
+        let bounced = unsafe { bindings::is_swiotlb_force_bounce(raw) };
         let mut total = 0;
         let mut entries = 0;
         for entry in sgt.iter() {
-            if entries == 0 {
+            if entries == 0 && !bounced {
                 assert_eq!(entry.dma_address() % PAGE_SIZE as u64, 7);
             }
             total += entry.dma_len();

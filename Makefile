@@ -11,11 +11,10 @@
 #                       modules, runs the demo (IOMMU=on for an intel IOMMU)
 #   make shell          the same guest with a shell on the console
 #   make test           the whole suite three times: on the normal kernel with
-#                       an IOMMU and without one, then on the debug kernel
-#                       (KASAN, lockdep, kmemleak, fault injection) without;
+#                       an IOMMU, and without one but with every DMA bounced
+#                       (swiotlb=force), then on the debug kernel (KASAN,
+#                       lockdep, kmemleak, fault injection) with direct DMA;
 #                       the last line is "N passed, N failed" over all three
-#                       (WD_SWIOTLB=force scripts/guest.sh ... bounces every
-#                       DMA; not part of make test yet, see issue 10's note)
 #   make test-normal    only the first two (PROFILES=debug: only the last)
 #   make bench          the benchmark (samples/warpdrive/bench) in one guest
 #                       boot: table and build/bench.json, plot build/bench.png
@@ -141,6 +140,7 @@ test: kernel
 	@$(mkinitramfs)
 	@if echo "$(PROFILES)" | grep -qw normal; then \
 	for iommu in on off; do \
+		WD_SWIOTLB=$$([ $$iommu = off ] && echo force) \
 		$(CURDIR)/scripts/guest.sh test $$iommu \
 			$(BZIMAGE) $(INITRAMFS) \
 			$(BUILD)/guest-test-iommu-$$iommu.log || true; \

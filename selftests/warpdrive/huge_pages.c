@@ -163,6 +163,8 @@ static void check_segments(struct __test_metadata *_metadata,
 			   struct _test_data_huge *self, uint32_t h,
 			   const char *when)
 {
+	const char *swiotlb = getenv("WD_SWIOTLB");
+	bool bounced = swiotlb && !strcmp(swiotlb, "1");
 	long mapped = -1, segments = -1;
 	bool persistent = false;
 
@@ -172,6 +174,11 @@ static void check_segments(struct __test_metadata *_metadata,
 	ksft_print_msg("huge pages, %s: %ld pages mapped in %ld segments (%s)\n",
 		       when, mapped, segments,
 		       persistent ? "persistent" : "per-access");
+	/* Bounced DMA cannot stay mapped; direct or IOMMU DMA stays. */
+	EXPECT_EQ(!bounced, persistent)
+		TH_LOG("%s: %s mappings with swiotlb=%s", when,
+		       persistent ? "persistent" : "per-access",
+		       bounced ? "force" : "off");
 	if (!persistent)
 		return;
 	EXPECT_EQ((long)(LEN / wd_page_size()), mapped);

@@ -52,10 +52,18 @@ use kernel::{
 /// How many pages one lookup covers: the entries live on the stack.
 const FAULT_WINDOW: usize = 64;
 
-/// How long an access keeps trying when its pages are invalidated again and again before it
-/// can use them (migration of a whole buffer, say), before it fails with `EAGAIN`; and how long
-/// a fault from `KICK` or `REGISTER` retries such invalidations.
+/// How long an access, or the lookup of a window of pages, keeps trying without progress when
+/// its pages are invalidated again and again before it can use them (migration of a whole
+/// buffer, say), before it fails with `EAGAIN`; see [`Patience`].
 const RETRY_MS: u32 = 1000;
+
+/// How many tries in a row must have failed as well, before [`RETRY_MS`] without progress
+/// count as giving up.
+const RETRY_TRIES: u32 = 4;
+
+/// How long an access keeps trying at most, progress or not: the engine that it holds up
+/// serves every queue of the device.
+const ACCESS_MAX_MS: i64 = 10 * RETRY_MS as i64;
 
 /// Whether the device may write a registered buffer.
 pub(crate) use kernel::mm::pin::Access;
@@ -241,9 +249,35 @@ impl IntervalNotifierOps for Buffer {
     }
 }
 
-/// Whether [`RETRY_MS`] have passed since `started`.
-fn timed_out(started: &Instant<Monotonic>) -> bool {
-    started.elapsed().as_millis() > i64::from(RETRY_MS)
+/// When to give up on pages that invalidations keep taking away: once [`RETRY_MS`] have passed
+/// since the last progress *and* [`RETRY_TRIES`] tries in a row have failed.
+///
+/// Time alone would fail work that is merely slow (a fault that swaps pages in, on a loaded or
+/// debug kernel, can take longer than the bound, and an invalidation meanwhile undoes it once);
+/// tries alone would give up at once on invalidations that come quickly but end.
+struct Patience {
+    since: Instant<Monotonic>,
+    tries: u32,
+}
+
+impl Patience {
+    fn new() -> Self {
+        Self {
+            since: Instant::<Monotonic>::now(),
+            tries: 0,
+        }
+    }
+
+    /// Records progress: the bound starts again.
+    fn progress(&mut self) {
+        *self = Self::new();
+    }
+
+    /// Records a failed try; returns whether to give up.
+    fn exhausted(&mut self) -> bool {
+        self.tries = self.tries.saturating_add(1);
+        self.tries >= RETRY_TRIES && self.since.elapsed().as_millis() > i64::from(RETRY_MS)
+    }
 }
 
 /// Clears bits `first..=last` of `bits`.
@@ -261,6 +295,20 @@ fn clear_bits(bits: &mut BitmapVec, first: usize, last: usize) {
 /// Whether bits `first..=last` of `bits` are all set.
 fn all_set(bits: &BitmapVec, first: usize, last: usize) -> bool {
     bits.next_zero_bit(first).is_none_or(|i| i > last)
+}
+
+/// How many of bits `first..=last` of `bits` are clear.
+fn count_clear(bits: &BitmapVec, first: usize, last: usize) -> usize {
+    let mut clear = 0;
+    let mut at = first;
+    while let Some(i) = bits.next_zero_bit(at) {
+        if i > last {
+            break;
+        }
+        clear += 1;
+        at = i + 1;
+    }
+    clear
 }
 
 impl Buffer {
@@ -393,15 +441,15 @@ impl Buffer {
         let mut pfns = [HmmPfn::NONE; FAULT_WINDOW];
         let mut gens = [0u32; FAULT_WINDOW];
         // Per window: a big buffer takes longer than one bound to fault in, and only a window
-        // that makes no progress for that long is given up on.
-        let mut started = Instant::<Monotonic>::now();
+        // that makes no progress is given up on.
+        let mut patience = Patience::new();
         let mut at = first;
         while at <= last {
             let n = (last + 1 - at).min(FAULT_WINDOW);
             let start = buffer.base + at * PAGE_SIZE;
             // Taken before the lookup: an invalidation that has run its callback by then is
             // finished before the lookup starts, since looking up waits for those in progress.
-            {
+            let current = {
                 let state = buffer.state.lock();
                 if state.retired {
                     return Err(ECANCELED);
@@ -409,11 +457,24 @@ impl Buffer {
                 for (snapshot, gen) in gens.iter_mut().zip(&state.gens[at..at + n]) {
                     *snapshot = *gen;
                 }
+                all_set(&state.current, at, at + n - 1)
+            };
+            // Looking again at what is current costs a walk of the page tables, and on a
+            // second pass (see `begin_access`) most windows are.
+            if current {
+                at += n;
+                continue;
             }
             let looked_up = match context {
-                FaultContext::Owner => {
-                    notifier.hmm_fault_unlocked(&mm, start, &mut pfns[..n], write, RETRY_MS)
-                }
+                // The lookup retries invalidations itself, for a share of the bound: the rest
+                // of the bound's tries are made here.
+                FaultContext::Owner => notifier.hmm_fault_unlocked(
+                    &mm,
+                    start,
+                    &mut pfns[..n],
+                    write,
+                    RETRY_MS / RETRY_TRIES,
+                ),
                 FaultContext::Engine => {
                     let seq = notifier.read_begin();
                     notifier
@@ -423,8 +484,8 @@ impl Buffer {
             };
             let seq = match looked_up {
                 Ok(seq) => seq,
-                Err(e) if e == EBUSY && !timed_out(&started) => continue,
-                Err(e) if e == EBUSY => return Err(EAGAIN),
+                Err(e) if e == EBUSY && patience.exhausted() => return Err(EAGAIN),
+                Err(e) if e == EBUSY => continue,
                 // Mapped, but not with the access the buffer needs.
                 Err(e) if e == EPERM => return Err(EFAULT),
                 Err(e) => return Err(e),
@@ -472,7 +533,7 @@ impl Buffer {
             }
             installed?;
             at += n;
-            started = Instant::<Monotonic>::now();
+            patience.progress();
         }
         Ok(())
     }
@@ -508,9 +569,13 @@ impl Buffer {
             return Err(EACCES);
         }
         let (first, last) = buffer.entries(offset, len)?;
-        let started = Instant::<Monotonic>::now();
+        // Progress is a new low of pages not current: reclaim may take back some of what a pass
+        // faulted in, while the pass gains more.
+        let mut patience = Patience::new();
+        let started = patience.since;
+        let mut fewest = usize::MAX;
         loop {
-            {
+            let missing = {
                 let mut state = buffer.state.lock();
                 if state.retired {
                     return Err(ECANCELED);
@@ -527,8 +592,15 @@ impl Buffer {
                         write,
                     });
                 }
+                count_clear(&state.current, first, last)
+            };
+            if missing < fewest {
+                fewest = missing;
+                patience.progress();
+            } else if patience.exhausted() {
+                return Err(EAGAIN);
             }
-            if timed_out(&started) {
+            if started.elapsed().as_millis() > ACCESS_MAX_MS {
                 return Err(EAGAIN);
             }
             Self::fault_in(notifier, first, last, FaultContext::Engine)?;

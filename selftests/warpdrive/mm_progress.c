@@ -955,7 +955,8 @@ static int memcg_child(const struct wd_dev *dev, size_t len)
 		crc[i] = wd_crc32c(0, p + i * part, part);
 	/*
 	 * Reclaim in the cgroup takes pages while REGISTER looks them up:
-	 * EAGAIN (they kept changing for a second) asks to try again.
+	 * EAGAIN (they kept changing, a second with no progress) asks to
+	 * try again.
 	 */
 	if (wd_register_retry(q.fd, p, len, WD_REGISTER_WRITE, &h, 21, NULL))
 		return 100 + errno;	/* 111: EAGAIN, 112: ENOMEM */

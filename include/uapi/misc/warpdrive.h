@@ -198,7 +198,8 @@ struct wd_desc {
  *                device removed, before the command finished; one that
  *                was cut short while running may have written a prefix
  *                of dst
- *   -EAGAIN      the memory kept changing for a second
+ *   -EAGAIN      the memory kept changing: for a second with no
+ *                progress, or for ten seconds in all
  *   -ENODEV      the device went away while the command ran
  *
  * and a device's own errors. result is opcode-specific.
@@ -232,8 +233,8 @@ struct wd_cqe {
  * WD_MAX_BUFFER_SIZE), ENOSPC (WD_MAX_BUFFERS registered already), EEXIST
  * (overlaps a registered buffer), ENOMEM (out of kernel memory), EFAULT
  * (not mapped, or not with the access asked for), EINTR (a fatal signal
- * while faulting it in), EAGAIN (it kept changing for a second), EPERM (not
- * the owner).
+ * while faulting it in), EAGAIN (it kept changing, for a second with no
+ * progress), EPERM (not the owner).
  */
 struct wd_register {
 	__u64 addr;		/* in */

@@ -162,7 +162,7 @@ test-normal:
 
 $(BENCH): samples/warpdrive/bench/wd_bench.c include/uapi/misc/warpdrive.h
 	@mkdir -p $(BUILD)
-	gcc -static -O2 -Wall -Wextra -I$(CURDIR)/include/uapi -o $@ $<
+	gcc -static -O2 -Wall -Wextra -pthread -I$(CURDIR)/include/uapi -o $@ $<
 
 # The numbers of one boot only mean something next to each other: the guest
 # runs every case side by side, and scripts/bench-report.py prints the table

@@ -5,7 +5,7 @@
  *
  *   wd_bench [-o FILE] [-r REPS] [-t MS] [-c /dev/wd_null_c]
  *
- * Every case runs REPS times (default 9). The cases are interleaved: each
+ * Every case runs REPS times (default 15). The cases are interleaved: each
  * repetition runs all of them once, forwards in even repetitions and
  * backwards in odd ones, so that a slow phase of a noisy host hits every
  * case alike and ratios between cases stay meaningful. Each sample runs as
@@ -18,13 +18,21 @@
  * The table goes to stdout, the whole result as JSON to FILE, or to stdout
  * after the table if no FILE is given.
  *
- * Uses nothing but the UAPI header. Under TCG the absolute numbers say
- * little about hardware; the ratios are what to look at.
+ * Uses nothing but the UAPI header, and the kernel's own io_uring header
+ * for the anchor that warpdrive's ring is measured against (io_uring set up
+ * by raw system calls, no liburing). Under TCG the absolute numbers say
+ * little about hardware; the ratios are what to look at, and the goals of
+ * issue 11 are ratios: each is printed with its goal.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/io_uring.h>
+#include <linux/mempolicy.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -51,6 +59,7 @@
 #define NULL_IOCTL		_IO('W', 0x3f)
 
 #define MAX_REPS		31
+#define DEFAULT_REPS		15
 #define MAX_CASES		96
 #define MAX_RATIOS		24
 #define WAIT_MS			30000
@@ -316,6 +325,7 @@ struct bcase {
 	const char *unit;	/* the time per what: "ns/cmd", "ns/op"... */
 	char desc[160];
 	run_fn run;		/* NULL for a twin */
+	void (*settle)(struct bcase *c); /* after each run, untimed */
 	struct bcase *twin;	/* sampled by the same run */
 	struct bcase *same;	/* runs as many iterations as this one */
 	unsigned int ops;	/* operations per iteration */
@@ -326,6 +336,7 @@ struct bcase {
 	unsigned long max_iters;
 	long p1, p2;
 	struct queue *q;
+	struct uring *uring;
 	char *a, *b;
 	uint32_t handle;
 	double v[MAX_REPS];	/* ns per operation, by repetition */
@@ -339,6 +350,8 @@ struct ratio {
 	const char *desc;
 	struct bcase *num, *den;
 	int key;
+	const char *goal_id;	/* issue 11's goal, "P1"..., or NULL */
+	double goal;		/* at most this */
 	double med, min, max, of_medians;
 	int n;
 };
@@ -393,14 +406,25 @@ static struct bcase *twin_of(struct bcase *c, const char *unit,
 	return t;
 }
 
-static void add_ratio(const char *name, struct bcase *num, struct bcase *den,
-		      int key, const char *desc)
+static struct ratio *add_ratio(const char *name, struct bcase *num,
+			       struct bcase *den, int key, const char *desc)
 {
 	if (nratios == MAX_RATIOS)
 		die("too many ratios");
-	ratios[nratios++] = (struct ratio){
+	ratios[nratios] = (struct ratio){
 		.name = name, .desc = desc, .num = num, .den = den, .key = key,
 	};
+	return &ratios[nratios++];
+}
+
+/* A key ratio that is one of issue 11's goals: at most @goal. */
+static void add_goal(const char *id, double goal, const char *name,
+		     struct bcase *num, struct bcase *den, const char *desc)
+{
+	struct ratio *r = add_ratio(name, num, den, 1, desc);
+
+	r->goal_id = id;
+	r->goal = goal;
 }
 
 /* (1) submission */
@@ -500,6 +524,241 @@ static uint64_t run_getppid(struct bcase *c, unsigned long iters,
 	for (i = 0; i < iters; i++)
 		syscall(SYS_getppid);
 	return now_ns() - t0;
+}
+
+/* (1b) anchors: io_uring's submission ring, and a pipe between two CPUs */
+
+#define URING_ENTRIES		256
+#define URING_SQ_IDLE_MS	10
+
+/*
+ * An io_uring set up with raw system calls, as liburing does. The SQ index
+ * array maps every slot to itself once, so a submission is an SQE written
+ * and the tail published, as on warpdrive's ring.
+ */
+struct uring {
+	int fd;
+	unsigned int *sq_tail, *sq_flags, sq_mask, tail;
+	unsigned int *cq_head, *cq_tail, cq_mask;
+	struct io_uring_sqe *sqes;
+	struct io_uring_cqe *cqes;
+	bool sqpoll;
+};
+
+static int sys_io_uring_enter(int fd, unsigned int submit, unsigned int wait,
+			      unsigned int flags)
+{
+	return syscall(__NR_io_uring_enter, fd, submit, wait, flags, NULL, 0);
+}
+
+/* Runs the calling thread on @cpu only, or anywhere for -1. */
+static void run_on(int cpu)
+{
+	cpu_set_t set;
+	int i;
+
+	CPU_ZERO(&set);
+	for (i = 0; i < CPU_SETSIZE; i++)
+		if (cpu < 0 || i == cpu)
+			CPU_SET(i, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		die("sched_setaffinity(%d): %s", cpu, strerror(errno));
+}
+
+/*
+ * With @sqpoll, the kernel's SQ thread polls the ring from CPU 1 while the
+ * benchmark, on CPU 0, spins on the completion ring: no system call per
+ * command, as warpdrive's poll mode is meant to have.
+ */
+static void uring_setup(struct uring *u, bool sqpoll)
+{
+	struct io_uring_params p = { 0 };
+	size_t len;
+	char *ring;
+	unsigned int i, *array;
+
+	if (sqpoll) {
+		p.flags = IORING_SETUP_SQPOLL | IORING_SETUP_SQ_AFF;
+		p.sq_thread_cpu = 1;
+		p.sq_thread_idle = URING_SQ_IDLE_MS;
+	}
+	u->fd = syscall(__NR_io_uring_setup, URING_ENTRIES, &p);
+	if (u->fd < 0)
+		die("io_uring_setup%s: %s", sqpoll ? " (SQPOLL)" : "",
+		    strerror(errno));
+	if (!(p.features & IORING_FEAT_SINGLE_MMAP))
+		die("io_uring: no IORING_FEAT_SINGLE_MMAP");
+	len = p.sq_off.array + p.sq_entries * sizeof(unsigned int);
+	if (len < p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe))
+		len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+	ring = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_POPULATE, u->fd, IORING_OFF_SQ_RING);
+	u->sqes = mmap(NULL, p.sq_entries * sizeof(struct io_uring_sqe),
+		       PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+		       u->fd, IORING_OFF_SQES);
+	if (ring == MAP_FAILED || u->sqes == MAP_FAILED)
+		die("io_uring mmap: %s", strerror(errno));
+	u->sq_tail = (unsigned int *)(ring + p.sq_off.tail);
+	u->sq_flags = (unsigned int *)(ring + p.sq_off.flags);
+	u->sq_mask = *(unsigned int *)(ring + p.sq_off.ring_mask);
+	u->cq_head = (unsigned int *)(ring + p.cq_off.head);
+	u->cq_tail = (unsigned int *)(ring + p.cq_off.tail);
+	u->cq_mask = *(unsigned int *)(ring + p.cq_off.ring_mask);
+	u->cqes = (struct io_uring_cqe *)(ring + p.cq_off.cqes);
+	array = (unsigned int *)(ring + p.sq_off.array);
+	for (i = 0; i < p.sq_entries; i++)
+		array[i] = i;
+	u->tail = *u->sq_tail;
+	u->sqpoll = sqpoll;
+}
+
+/* Writes @n NOP SQEs and publishes them. */
+static void uring_push_nops(struct uring *u, unsigned int n)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		struct io_uring_sqe *sqe = &u->sqes[u->tail++ & u->sq_mask];
+
+		memset(sqe, 0, sizeof(*sqe));
+		sqe->opcode = IORING_OP_NOP;
+		sqe->user_data = i;
+	}
+	__atomic_store_n(u->sq_tail, u->tail, __ATOMIC_RELEASE);
+}
+
+/*
+ * Takes @n completions: they must be there already, unless the SQ thread
+ * is still producing them (@spin).
+ */
+static void uring_reap(struct uring *u, unsigned int n, bool spin)
+{
+	unsigned int head = *u->cq_head, tail;
+
+	while (n) {
+		tail = __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE);
+		if (head == tail && !spin)
+			die("io_uring: %u completions missing", n);
+		for (; head != tail && n; head++, n--)
+			if (u->cqes[head & u->cq_mask].res)
+				die("io_uring NOP: %s",
+				    strerror(-u->cqes[head & u->cq_mask].res));
+		__atomic_store_n(u->cq_head, head, __ATOMIC_RELEASE);
+	}
+}
+
+/* p1 NOPs, one io_uring_enter() that submits them and waits for them all. */
+static uint64_t run_uring_nop(struct bcase *c, unsigned long iters,
+			      uint64_t *aux)
+{
+	struct uring *u = c->uring;
+	uint64_t t0 = now_ns();
+	unsigned long i;
+	int n;
+
+	(void)aux;
+	for (i = 0; i < iters; i++) {
+		uring_push_nops(u, c->p1);
+		n = sys_io_uring_enter(u->fd, c->p1, c->p1,
+				       IORING_ENTER_GETEVENTS);
+		if (n != c->p1)
+			die("io_uring_enter: %d of %ld: %s", n, c->p1,
+			    strerror(errno));
+		uring_reap(u, c->p1, false);
+	}
+	return now_ns() - t0;
+}
+
+/*
+ * p1 NOPs for the SQ thread, woken by io_uring_enter() only when it asks
+ * (IORING_SQ_NEED_WAKEUP), completions awaited by spinning. *aux: the
+ * wake-ups per million commands.
+ */
+static uint64_t run_uring_sqpoll(struct bcase *c, unsigned long iters,
+				 uint64_t *aux)
+{
+	struct uring *u = c->uring;
+	uint64_t t0, t, wakeups = 0;
+	unsigned long i;
+
+	run_on(0);
+	t0 = now_ns();
+	for (i = 0; i < iters; i++) {
+		uring_push_nops(u, c->p1);
+		/* The tail's store before the flags' load, as liburing has it. */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (__atomic_load_n(u->sq_flags, __ATOMIC_RELAXED) &
+		    IORING_SQ_NEED_WAKEUP) {
+			wakeups++;
+			if (sys_io_uring_enter(u->fd, 0, 0,
+					       IORING_ENTER_SQ_WAKEUP) < 0)
+				die("io_uring_enter (wake-up): %s",
+				    strerror(errno));
+		}
+		uring_reap(u, c->p1, true);
+	}
+	t = now_ns() - t0;
+	run_on(-1);
+	if (aux)
+		*aux = wakeups * 1000000;
+	return t;
+}
+
+/*
+ * Waits, untimed, until the SQ thread sleeps again: it would otherwise spin
+ * on CPU 1 for its idle time into the next case (the pipe's far end is
+ * there).
+ */
+static void settle_sqpoll(struct bcase *c)
+{
+	struct uring *u = c->uring;
+	uint64_t t0 = now_ns();
+
+	while (!(__atomic_load_n(u->sq_flags, __ATOMIC_RELAXED) &
+		 IORING_SQ_NEED_WAKEUP)) {
+		if (now_ns() - t0 > 100 * URING_SQ_IDLE_MS * 1000000ULL)
+			die("io_uring: the SQ thread does not go to sleep");
+		usleep(1000);
+	}
+}
+
+static int pipe_there[2], pipe_back[2];
+
+/* The far end of the pipe round trip, on CPU 1: answers every byte. */
+static void *pipe_echo(void *arg)
+{
+	char b;
+
+	(void)arg;
+	run_on(1);
+	while (read(pipe_there[0], &b, 1) == 1)
+		if (write(pipe_back[1], &b, 1) != 1)
+			break;
+	return NULL;
+}
+
+/*
+ * One byte written to a thread on the other CPU, which writes it back: the
+ * floor for submitting and being woken by a completion from another CPU.
+ */
+static uint64_t run_pipe_rtt(struct bcase *c, unsigned long iters,
+			     uint64_t *aux)
+{
+	uint64_t t0, t;
+	unsigned long i;
+	char b = 'x';
+
+	(void)c;
+	(void)aux;
+	run_on(0);
+	t0 = now_ns();
+	for (i = 0; i < iters; i++)
+		if (write(pipe_there[1], &b, 1) != 1 ||
+		    read(pipe_back[0], &b, 1) != 1)
+			die("pipe round trip: %s", strerror(errno));
+	t = now_ns() - t0;
+	run_on(-1);
+	return t;
 }
 
 /* (2) copies */
@@ -820,6 +1079,31 @@ static uint64_t run_scaling(struct bcase *c, unsigned long iters,
 	return now_ns() - t0;
 }
 
+/*
+ * @n one-page buffers on @q, in memory that NUMA balancing leaves alone:
+ * its scans skip a mapping with a policy of its own (task_numa_work() wants
+ * MPOL_F_MOF, which only the default policy has), so they never make these
+ * pages PROT_NONE, which would invalidate the buffers' mirrors and have
+ * KICK fault them in again.
+ */
+static char *scale_buffers(struct queue *q, long n, bool numa_balanced)
+{
+	long pg = sysconf(_SC_PAGESIZE), k;
+	unsigned long node0 = 1;
+	char *base = alloc(n * pg);
+
+	if (!numa_balanced &&
+	    syscall(SYS_mbind, base, n * pg, MPOL_PREFERRED, &node0,
+		    8 * sizeof(node0), 0))
+		die("mbind: %s", strerror(errno));
+	for (k = 0; k < n; k++)
+		reg(q, base + k * pg, pg, 0);
+	if (counter(&q->st->buffers) != (uint64_t)n)
+		die("%s: %llu buffers registered, expected %ld", q->dev,
+		    (unsigned long long)counter(&q->st->buffers), n);
+	return base;
+}
+
 /* ---- running ---- */
 
 static void sample(struct bcase *c, int rep)
@@ -828,6 +1112,8 @@ static void sample(struct bcase *c, int rep)
 	uint64_t aux = 0, t;
 
 	t = c->run(c, c->iters, &aux);
+	if (c->settle)
+		c->settle(c);
 	c->polls += npolls - polls;
 	c->polled_ops += c->iters * c->ops;
 	c->v[rep] = (double)t / (c->iters * c->ops);
@@ -869,6 +1155,8 @@ static void calibrate(struct bcase *c, uint64_t target_ns)
 		t = now_ns();
 		c->run(c, iters, &aux);
 		t = now_ns() - t;
+		if (c->settle)
+			c->settle(c);
 		if (t >= target_ns / 4 || iters >= c->max_iters)
 			break;
 		iters *= t < target_ns / 64 ? 16 : 4;
@@ -882,6 +1170,8 @@ static void calibrate(struct bcase *c, uint64_t target_ns)
 	t = now_ns();
 	c->run(c, iters, &aux);
 	t = now_ns() - t;
+	if (c->settle)
+		c->settle(c);
 	if (t && (double)t / iters < per_iter)
 		per_iter = (double)t / iters;
 	c->iters = clamp_iters(c, target_ns / per_iter);
@@ -965,7 +1255,14 @@ static void print_table(void)
 		printf("%s %-34s %8.3f  [%.3f, %.3f]  %s\n", r->key ? "*" : " ",
 		       r->name, r->med, r->min, r->max, r->desc);
 	}
-	printf("(* key ratios)\n");
+	printf("(* key ratios)\n\ngoals (issue 11):\n");
+	for (i = 0; i < nratios; i++) {
+		struct ratio *r = &ratios[i];
+
+		if (r->goal_id)
+			printf("%s %.2f (goal <= %.2f, spread %.2f-%.2f)\n",
+			       r->goal_id, r->med, r->goal, r->min, r->max);
+	}
 }
 
 static void json_str(FILE *f, const char *s)
@@ -1042,6 +1339,11 @@ static void write_json(FILE *f, int reps, unsigned int target_ms,
 		json_str(f, r->den->name);
 		fprintf(f, ",\n     \"desc\": ");
 		json_str(f, r->desc);
+		if (r->goal_id) {
+			fprintf(f, ", \"goal_id\": ");
+			json_str(f, r->goal_id);
+			fprintf(f, ", \"goal\": %.2f", r->goal);
+		}
 		fprintf(f, ",\n     \"median\": %.4f, \"min\": %.4f, \"max\": %.4f, \"of_medians\": %.4f, \"n\": %d}%s\n",
 			r->med, r->min, r->max, r->of_medians, r->n,
 			i + 1 < nratios ? "," : "");
@@ -1079,7 +1381,11 @@ int main(int argc, char **argv)
 {
 	const char *out = NULL, *null_dev = "/dev/wd_null_c";
 	static struct queue qa, qdma, qscale[ARRAY_SIZE(scale_bufs)];
+	static struct queue qnonuma[2];
+	static struct uring uring_plain, uring_sqpoll;
 	struct bcase *c, *t, *b1 = NULL, *b64 = NULL, *each = NULL;
+	struct bcase *u64 = NULL, *rtt = NULL, *memfd4k = NULL, *scn[2];
+	pthread_t echo;
 	struct bcase *nwd, *nc, *kempty, *sysc, *reg4k = NULL;
 	struct bcase *unreg4k = NULL, *sc[ARRAY_SIZE(scale_bufs)][2];
 	struct bcase *crc, *rep_madv = NULL, *rep_unmap = NULL, *b;
@@ -1087,7 +1393,7 @@ int main(int argc, char **argv)
 	long pg = sysconf(_SC_PAGESIZE);
 	char devs[16][32], *rsrc, *rdst, *usrc, *udst;
 	unsigned int target_ms = 40, i, j;
-	int reps = 9, ndev, opt, r, mfd;
+	int reps = DEFAULT_REPS, ndev, opt, r, mfd;
 	uint64_t start = now_ns();
 	FILE *f;
 
@@ -1130,6 +1436,8 @@ int main(int argc, char **argv)
 	queue_open_any(&qa, devs, ndev);
 	for (i = 0; i < ARRAY_SIZE(scale_bufs); i++)
 		queue_open_any(&qscale[i], devs, ndev);
+	for (i = 0; i < ARRAY_SIZE(qnonuma); i++)
+		queue_open_any(&qnonuma[i], devs, ndev);
 	queue_open_any(&qdma, devs + ndev - 1, 1);
 	printf("wd_bench: queues on %s (submission, copies, pinning), %s %s %s (lookup scaling), %s (DMA_COPY); %d repetitions of about %u ms per case\n",
 	       qa.dev, qscale[0].dev, qscale[1].dev, qscale[2].dev, qdma.dev,
@@ -1171,6 +1479,46 @@ int main(int argc, char **argv)
 	describe(nc, "ioctl(/dev/wd_null_c, _IO('W', 0x3f)): the C misc device's null ioctl, returns 0; as many calls as null_ioctl_wd");
 	sysc = add("submission", "ns/call", run_getppid, 1, "syscall_getppid");
 	describe(sysc, "syscall(SYS_getppid): a system call that reaches no driver");
+
+	/* (1b) the anchors, on two CPUs: the guest has two */
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+		die("the io_uring SQPOLL and pipe anchors need two CPUs");
+	uring_setup(&uring_plain, false);
+	uring_setup(&uring_sqpoll, true);
+	for (i = 0; i < ARRAY_SIZE(nop_batches); i++) {
+		long batch = nop_batches[i];
+
+		c = add("anchors", "ns/cmd", run_uring_nop, batch,
+			"uring_nop_%ld", batch);
+		c->uring = &uring_plain;
+		c->p1 = batch;
+		describe(c, "io_uring: %ld IORING_OP_NOP SQEs written, one io_uring_enter() submits them and waits for all, completions reaped",
+			 batch);
+		if (batch == 64)
+			u64 = c;
+	}
+	for (i = 0; i < ARRAY_SIZE(nop_batches); i++) {
+		long batch = nop_batches[i];
+
+		c = add("anchors", "ns/cmd", run_uring_sqpoll, batch,
+			"uring_sqpoll_nop_%ld", batch);
+		c->uring = &uring_sqpoll;
+		c->settle = settle_sqpoll;
+		c->p1 = batch;
+		describe(c, "io_uring SQPOLL (SQ thread on CPU 1, idle %d ms): %ld NOPs published, enter() only on IORING_SQ_NEED_WAKEUP, completions awaited spinning on CPU 0",
+			 URING_SQ_IDLE_MS, batch);
+		t = twin_of(c, "wake/Mc", "uring_sqpoll_nop_%ld_wakeups",
+			    batch);
+		describe(t, "io_uring_enter() wake-ups of uring_sqpoll_nop_%ld, per million commands (not ns)",
+			 batch);
+	}
+	if (pipe2(pipe_there, O_CLOEXEC) || pipe2(pipe_back, O_CLOEXEC))
+		die("pipe2: %s", strerror(errno));
+	errno = pthread_create(&echo, NULL, pipe_echo, NULL);
+	if (errno)
+		die("pthread_create: %s", strerror(errno));
+	rtt = add("anchors", "ns/op", run_pipe_rtt, 1, "pipe_round_trip");
+	describe(rtt, "one byte through a pipe to a thread on CPU 1 and back through another (CPU 0 sleeps in read()): submit, and be woken by an answer from another CPU");
 
 	/* (2) copies */
 	rsrc = alloc(COPY_BUF);
@@ -1217,6 +1565,8 @@ int main(int argc, char **argv)
 		}
 		c = add("memcpy", "ns/op", run_memfd, 1, "memfd_write_read_%uk",
 			kb);
+		if (s == 4 * KIB)
+			memfd4k = c;
 		c->p1 = mfd;
 		c->bytes = s;
 		c->a = usrc;
@@ -1351,16 +1701,9 @@ int main(int argc, char **argv)
 
 	/* (3) lookup scaling */
 	for (i = 0; i < ARRAY_SIZE(scale_bufs); i++) {
-		long n = scale_bufs[i], k;
-		char *base = alloc(n * pg);
+		long n = scale_bufs[i];
+		char *base = scale_buffers(&qscale[i], n, true);
 
-		for (k = 0; k < n; k++)
-			reg(&qscale[i], base + k * pg, pg, 0);
-		if (counter(&qscale[i].st->buffers) != (uint64_t)n)
-			die("%s: %llu buffers registered, expected %ld",
-			    qscale[i].dev,
-			    (unsigned long long)counter(&qscale[i].st->buffers),
-			    n);
 		c = add("scaling", "ns/cmd", run_scaling, SCALE_BATCH,
 			"bufs_%ld_total", n);
 		c->q = &qscale[i];
@@ -1374,21 +1717,46 @@ int main(int argc, char **argv)
 		sc[i][0] = c;
 		sc[i][1] = t;
 	}
+	/* The fewest and the most again, where NUMA balancing does not scan. */
+	for (i = 0; i < 2; i++) {
+		long n = scale_bufs[i ? ARRAY_SIZE(scale_bufs) - 1 : 0];
 
+		c = add("scaling", "ns/cmd", run_scaling, SCALE_BATCH,
+			"bufs_%ld_nonuma_total", n);
+		c->q = &qnonuma[i];
+		c->p1 = n;
+		c->a = scale_buffers(c->q, n, false);
+		describe(c, "bufs_%ld_total in memory with a policy of its own (MPOL_PREFERRED, node 0), which NUMA balancing does not scan",
+			 n);
+		t = twin_of(c, "ns/cmd", "bufs_%ld_nonuma_kick", n);
+		describe(t, "the KICK ioctl alone of bufs_%ld_nonuma_total",
+			 n);
+		scn[i] = t;
+	}
+
+	/* Issue 11's goals: P5 and P6 need poll mode, which is not built. */
+	add_goal("P1", 1.5, "nop_batch64_vs_uring_nop64", b64, u64,
+		 "ns/cmd of 64 NOPs per KICK / io_uring NOPs, 64 per io_uring_enter()");
+	add_goal("P1b", 1.5, "nop_round_trip_vs_pipe", b1, rtt,
+		 "one NOP: KICK, then poll() until its completion / a pipe round trip between two CPUs");
+	add_goal("P2", 1.5, "memcpy_4k_reg_vs_memfd", reg4k, memfd4k,
+		 "latency of a 4 KiB EMU_MEMCPY on registered buffers / memfd pwrite() + pread() of 4 KiB");
 	add_ratio("kick_batch64_vs_batch1", b64, b1, 1,
 		  "ns/cmd of 64 NOPs per KICK / ns/cmd of one KICK (and wait) per NOP");
 	add_ratio("kick_batch64_vs_kick_each", b64, each, 0,
 		  "ns/cmd of 64 NOPs per KICK / 64 NOPs with a KICK each, reaped together");
 	add_ratio("memcpy_4k_reg_vs_unreg", reg4k, unreg4k, 1,
 		  "latency of a 4 KiB EMU_MEMCPY, registered / unregistered buffers");
-	add_ratio("null_ioctl_rust_vs_c", nwd, nc, 1,
-		  "warpdrive's (Rust) null ioctl / the C misc device's");
+	add_goal("P3", 1.05, "null_ioctl_rust_vs_c", nwd, nc,
+		 "warpdrive's (Rust) null ioctl / the C misc device's");
 	add_ratio("kick_empty_vs_null_c", kempty, nc, 0,
 		  "KICK with an empty ring / the C misc device's null ioctl");
 	add_ratio("null_ioctl_c_vs_syscall", nc, sysc, 0,
 		  "the C misc device's null ioctl / getppid()");
-	add_ratio("kick_10000_vs_10_bufs", sc[2][1], sc[0][1], 1,
-		  "KICK ioctl per command, 10000 / 10 registered buffers (O(log n) lookup: near 1)");
+	add_goal("P4", 1.1, "kick_10000_vs_10_bufs", sc[2][1], sc[0][1],
+		 "KICK ioctl per command, 10000 / 10 registered buffers (O(log n) lookup: near 1)");
+	add_ratio("kick_10000_vs_10_bufs_nonuma", scn[1], scn[0], 0,
+		  "the same with NUMA balancing off: what NUMA-hinting scans add");
 	add_ratio("total_10000_vs_10_bufs", sc[2][0], sc[0][0], 0,
 		  "KICK + completion per command, 10000 / 10 registered buffers");
 	add_ratio("kick_1000_vs_10_bufs", sc[1][1], sc[0][1], 0,

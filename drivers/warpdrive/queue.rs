@@ -24,6 +24,7 @@ use kernel::{
     prelude::*,
     sync::{
         aref::ARef,
+        atomic::{Acquire, Atomic, Release},
         lock::{mutex::MutexBackend, Guard},
         Arc, Mutex, SpinLock,
     },
@@ -137,6 +138,10 @@ pub(crate) struct QueueInner {
     submission: Mutex<Submission>,
     #[pin]
     state: Mutex<QueueState>,
+    /// Whether the queue was put back: set with [`Phase::Zombie`], under `state`'s lock, and
+    /// read without a lock by the first check of every ioctl and by `poll()`, which would
+    /// otherwise take that lock on every call.
+    zombie: Atomic<bool>,
 }
 
 impl QueueInner {
@@ -176,6 +181,7 @@ impl QueueInner {
                     phase: Phase::Init,
                     driver: Some(driver),
                 }),
+                zombie: Atomic::new(false),
             }),
             GFP_KERNEL_ACCOUNT,
         )
@@ -217,6 +223,7 @@ impl QueueInner {
             let mut state = self.state.lock();
             // INVARIANT: The driver's queue is gone, and the phase says so.
             state.phase = Phase::Zombie;
+            self.zombie.store(true, Release);
             state.driver.take()
         };
         if let Some(mut driver) = driver {
@@ -590,9 +597,9 @@ impl QueueInner {
         Ok(())
     }
 
-    /// Whether the queue was put back.
+    /// Whether the queue was put back. What an ioctl then does checks again, under the lock.
     pub(crate) fn is_zombie(&self) -> bool {
-        self.state.lock().phase == Phase::Zombie
+        self.zombie.load(Acquire)
     }
 
     /// Maps `region` into `vma`, which covers it exactly and is shared.

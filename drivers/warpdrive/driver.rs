@@ -89,7 +89,10 @@ pub trait Queue: Send + Sync {
     fn stop(&mut self) {}
 
     /// Takes a command from the shadow ring. The driver completes it later, from any context
-    /// that may sleep, with [`Command::complete`]; dropping it instead cancels it.
+    /// that may sleep, with [`Command::complete`]; dropping it instead cancels it. A command
+    /// that takes the CPU no more than microseconds (a `NOP`) may be completed here, before
+    /// `submit` returns: its completion is then in the ring when `KICK` returns, and no work
+    /// item has to run for it.
     ///
     /// warpdrive only submits commands while the queue is started, and never more at once than
     /// the completion ring has room for. It holds a lock of the queue, but none that memory

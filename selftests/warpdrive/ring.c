@@ -111,6 +111,45 @@ TEST_F(ring, nop)
 	EXPECT_EQ(0ULL, st.bytes);
 }
 
+/*
+ * A NOP completes within the KICK that takes it (the UAPI header says so):
+ * its completion is in the ring when KICK returns, ahead of a CRC32C
+ * submitted before it that waits behind the held bulk engine.
+ */
+TEST_F_TIMEOUT(ring, nop_completes_in_kick, 60)
+{
+	struct wd_desc d[2];
+	struct wd_cqe cqe[2];
+	uint32_t crc, got;
+	char *buf;
+	int kicked;
+
+	buf = wd_alloc(self->page);
+	ASSERT_NE(NULL, buf);
+	wd_fill(buf, self->page, 7, 0);
+	crc = wd_crc32c(0, buf, self->page);
+	d[0] = wd_mkdesc(WD_EDU_OP_EMU_CRC32C, 1, buf, NULL, self->page, 0);
+	d[1] = wd_mkdesc(WD_EDU_OP_NOP, 2, NULL, NULL, 0, 0);
+	ASSERT_EQ(0, wd_engine_hold(&self->devs[0], "bulk", true))
+		TH_LOG("hold_bulk: is the edu driver's debugfs there?");
+	ASSERT_EQ(2U, wd_sq_push(&self->q, d, 2));
+	kicked = wd_kick(&self->q);
+	/* Read before the engine goes on: only the NOP can be there. */
+	got = wd_cq_count(&self->q);
+	EXPECT_EQ(1U, got);
+	if (got == 1)
+		wd_cq_pop(&self->q, cqe, 1);
+	ASSERT_EQ(0, wd_engine_hold(&self->devs[0], "bulk", false));
+	ASSERT_EQ(2, kicked) TH_LOG("%s", wd_ring_error());
+	if (got == 1) {
+		expect_ok(_metadata, &cqe[0], 2, 0);
+		ASSERT_EQ(0, wd_reap(&self->q, &cqe[1], 1, WD_WAIT_MS))
+			TH_LOG("%s", wd_ring_error());
+		expect_ok(_metadata, &cqe[1], 1, crc);
+	}
+	munmap(buf, self->page);
+}
+
 /* user_data comes back exactly, every bit of it. */
 TEST_F(ring, user_data)
 {

@@ -286,7 +286,10 @@ struct wd_register {
  * in software, on the same path through warpdrive, for volume.
  */
 enum wd_edu_op {
-	/* Nothing; completes with status 0. No operands. */
+	/*
+	 * Nothing; completes with status 0 within the KICK that takes it,
+	 * ahead of commands still queued. No operands.
+	 */
 	WD_EDU_OP_NOP = 1,
 	/* The device's factorial unit: result = arg! truncated to 32 bits. */
 	WD_EDU_OP_FACTORIAL = 2,

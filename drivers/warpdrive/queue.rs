@@ -429,32 +429,56 @@ impl QueueInner {
             return Err(EINVAL);
         }
         let taken = ring.reserve(published)?;
+        // One wake-up for the commands completed here (bad descriptors, and what the driver
+        // completes within `submit`), not one each.
+        let quiet = ring.quiet_completions();
+        // The queue's lock, kept from one command without operands to the next: taking it once
+        // per command was a good part of what a NOP costs.
+        let mut state = None;
         for _ in 0..taken {
             let desc = ring.read_desc(kick.sq_head);
             kick.sq_head = kick.sq_head.wrapping_add(1);
+            // Translating operands may fault and wait, which must happen without the queue's
+            // lock (`mmap()` takes it under the mmap lock) and with no completion held back.
+            let faults = self
+                .identity
+                .opcode(desc.opcode)
+                .is_some_and(|op| op.has_operands());
+            if faults {
+                state = None;
+                quiet.flush();
+            }
             match self.translate(&desc) {
-                Ok(cmd) => self.submit(cmd),
+                Ok(cmd) => {
+                    let locked = state.get_or_insert_with(|| self.state.lock());
+                    if let Some(rejected) = Self::submit(locked, cmd) {
+                        // Stopped meanwhile: dropping it cancels it, outside the lock, since
+                        // it may unpin.
+                        state = None;
+                        drop(rejected);
+                    }
+                }
                 Err(e) => ring.complete(desc.user_data, Err(e), 0),
             }
+            if faults {
+                state = None;
+            }
         }
+        drop(state);
         ring.publish_sq_head(kick.sq_head);
+        drop(quiet);
         Ok(taken as isize)
     }
 
-    /// Hands `cmd` to the driver, if the queue is still started; else cancels it.
-    fn submit(&self, cmd: Command) {
-        let rejected = {
-            let mut state = self.state.lock();
-            match (state.phase, state.driver.as_mut()) {
-                (Phase::Started, Some(driver)) => {
-                    driver.submit(cmd);
-                    None
-                }
-                _ => Some(cmd),
+    /// Hands `cmd` to the driver, if the queue is still started; else gives it back.
+    fn submit(state: &mut Guard<'_, QueueState, MutexBackend>, cmd: Command) -> Option<Command> {
+        match (state.phase, state.driver.as_mut()) {
+            (Phase::Started, Some(driver)) => {
+                driver.submit(cmd);
+                None
             }
-        };
-        // Stopped meanwhile: dropping it cancels it, outside the lock, since it may unpin.
-        drop(rejected);
+            _ => Some(cmd),
+        }
     }
 
     /// Validates `desc` and translates its addresses into a command.

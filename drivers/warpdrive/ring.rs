@@ -65,6 +65,28 @@ struct CqState {
     in_flight: u32,
     /// The queue's counters, as published on the status page.
     status: QueueStatus,
+    /// Whether a [`QuietCompletions`] is active: completions leave waking `poll()` to it.
+    quiet: bool,
+    /// Whether a completion was written while `quiet`, and nobody was woken for it yet.
+    wake_pending: bool,
+}
+
+/// Completions that wake `poll()` together (see [`Ring::quiet_completions`]).
+pub(crate) struct QuietCompletions<'a> {
+    ring: &'a Ring,
+}
+
+impl QuietCompletions<'_> {
+    /// Wakes `poll()` now for what was completed so far, and stays quiet.
+    pub(crate) fn flush(&self) {
+        self.ring.wake_if_pending(true);
+    }
+}
+
+impl Drop for QuietCompletions<'_> {
+    fn drop(&mut self) {
+        self.ring.wake_if_pending(false);
+    }
 }
 
 /// The rings and status page of one queue.
@@ -153,6 +175,8 @@ impl Ring {
                     tail: 0,
                     in_flight: 0,
                     status,
+                    quiet: false,
+                    wake_pending: false,
                 }),
             }),
             GFP_KERNEL_ACCOUNT,
@@ -265,8 +289,34 @@ impl Ring {
             cq.status.bytes += bytes;
         }
         self.publish_status(&cq.status);
+        let wake = !cq.quiet;
+        cq.wake_pending |= cq.quiet;
         drop(cq);
-        self.events.notify();
+        if wake {
+            self.events.notify();
+        }
+    }
+
+    /// Leaves waking `poll()` for the completions written from now on to the returned guard,
+    /// which wakes it once for all of them, when it is flushed or dropped: `KICK`, which
+    /// completes many commands itself, wakes waiters once rather than once per command.
+    ///
+    /// The guard must be flushed before anything that may wait (a fault, say): completions
+    /// from other contexts (the driver's engine) are held back until then too.
+    pub(crate) fn quiet_completions(&self) -> QuietCompletions<'_> {
+        self.cq.lock().quiet = true;
+        QuietCompletions { ring: self }
+    }
+
+    /// Stays quiet or not, as told, and wakes `poll()` if a completion was written while quiet.
+    fn wake_if_pending(&self, stay_quiet: bool) {
+        let mut cq = self.cq.lock();
+        cq.quiet = stay_quiet;
+        let pending = core::mem::take(&mut cq.wake_pending);
+        drop(cq);
+        if pending {
+            self.events.notify();
+        }
     }
 
     /// Whether completions wait for user space to reap them.

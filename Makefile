@@ -18,6 +18,8 @@
 #   make test-normal    only the first two (PROFILES=debug: only the last)
 #   make bench          the benchmark (samples/warpdrive/bench) in one guest
 #                       boot: table and build/bench.json, plot build/bench.png
+#                       (PROFILE_CASE=nop_batch_64: that case once more under
+#                       ftrace's function profiler, printed after the table)
 #   make rustfmt / rustfmtcheck, make clean
 #   make deps / make kernel   host set-up / the kernel build on their own
 #
@@ -171,7 +173,8 @@ bench: modules demo $(BENCH)
 	@$(CURDIR)/scripts/initramfs.sh -o $(BENCH_INITRAMFS) \
 		$(addprefix -m ,$(MODULES) $(NULL_C)) -b $(BENCH)
 	@rm -f $(BUILD)/guest-bench.log $(BUILD)/bench.json $(BUILD)/bench.png
-	@$(CURDIR)/scripts/guest.sh bench $(IOMMU) $(BZIMAGE) \
+	@WD_BENCH_PROFILE=$(PROFILE_CASE) \
+		$(CURDIR)/scripts/guest.sh bench $(IOMMU) $(BZIMAGE) \
 		$(BENCH_INITRAMFS) $(BUILD)/guest-bench.log; \
 	$(CURDIR)/scripts/bench-report.py $(BUILD)/guest-bench.log $(BUILD)
 

@@ -31,7 +31,7 @@ SPLAT = re.compile(r'BUG:|WARNING:|Oops|KASAN|UBSAN:|Call Trace|'
 
 def parse(path):
     """The JSON text, the benchmark's exit status and the splat lines."""
-    json_lines, rc, splats = None, None, []
+    json_lines, rc, splats, profile = None, None, [], []
     mode = None
     with open(path, errors='replace') as f:
         for raw in f:
@@ -50,11 +50,18 @@ def parse(path):
                 elif what == 'end dmesg':
                     mode = None
                 continue
+            if line.startswith('### wd_bench: begin profile'):
+                mode = 'profile'
+            if mode == 'profile':
+                profile.append(line)
+                if line.startswith('### wd_bench: end profile'):
+                    mode = None
+                continue
             if mode == 'json':
                 json_lines.append(line)
             elif mode == 'dmesg' and SPLAT.search(line):
                 splats.append(line)
-    return json_lines, rc, splats
+    return json_lines, rc, splats, profile
 
 
 def derived(c):
@@ -218,7 +225,7 @@ def main(args):
     log = args[0]
     out = args[1] if len(args) > 1 else os.path.dirname(os.path.abspath(log))
     try:
-        json_lines, rc, splats = parse(log)
+        json_lines, rc, splats, profile = parse(log)
     except OSError as e:
         print(f'bench-report: {e}', file=sys.stderr)
         return 1
@@ -248,6 +255,10 @@ def main(args):
     if rc != 0:
         print(f'bench-report: the benchmark exited with rc={rc}',
               file=sys.stderr)
+    if profile:
+        print('\nprofile (make bench PROFILE_CASE=...):')
+        for line in profile[1:-1]:
+            print(line)
     print('\ngoals (issue 11): ratio, its goal, spread over the repetitions')
     for line in goal_lines(b):
         print(line)

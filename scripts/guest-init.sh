@@ -42,7 +42,7 @@ mkdir -p /root
 mark() { echo "### wd: $*"; }
 check() { mark "check $1 $2${3:+ $3}"; }
 
-mode=shell iommu=0 profile=normal only= swiotlb=0
+mode=shell iommu=0 profile=normal only= swiotlb=0 bench_profile=
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	wd.mode=*) mode=${arg#wd.mode=} ;;
@@ -50,6 +50,7 @@ for arg in $(cat /proc/cmdline); do
 	wd.swiotlb=*) swiotlb=${arg#wd.swiotlb=} ;;
 	wd.profile=*) profile=${arg#wd.profile=} ;;
 	wd.tests=*) only=$(echo "${arg#wd.tests=}" | tr , ' ') ;;
+	wd.bench_profile=*) bench_profile=${arg#wd.bench_profile=} ;;
 	esac
 done
 export WD_EXPECT_IOMMU=$iommu WD_PROFILE=$profile WD_SWIOTLB=$swiotlb
@@ -207,7 +208,8 @@ run_bench() {
 	fi
 	mark "begin bench"
 	if [ -x /wd/bin/wd_bench ]; then
-		timeout 1200 wd_bench -o /tmp/bench.json 2>&1
+		timeout 1200 wd_bench -o /tmp/bench.json \
+			${bench_profile:+-P "$bench_profile"} 2>&1
 		rc=$?
 	else
 		echo "wd_bench: not found in the initramfs"

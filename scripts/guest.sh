@@ -37,6 +37,8 @@
 #   pick_accel. WD_ACCEL=tcg|kvm overrides the detection.
 #   Every non-interactive boot runs under a timeout (WD_TIMEOUT, 900 s):
 #   a hung guest is a failed run, not a hung CI job.
+#   WD_BENCH_PROFILE=CASE has the benchmark run that case once more under
+#   ftrace's function profiler (wd_bench -P).
 #   WD_TESTS="fuzz removal" runs only those kselftests (for working on them;
 #   make test always runs them all).
 
@@ -84,6 +86,7 @@ cpu=${WD_CPU:-max,la57=off}
 # and the host reads them back from dmesg at the end, so none may rotate out.
 append="console=ttyS0 panic=-1 log_buf_len=8M wd.mode=$mode wd.profile=${WD_PROFILE:-normal}"
 [ -n "${WD_TESTS:-}" ] && append+=" wd.tests=$(echo $WD_TESTS | tr ' ' ,)"
+[ -n "${WD_BENCH_PROFILE:-}" ] && append+=" wd.bench_profile=$WD_BENCH_PROFILE"
 qemu=(qemu-system-x86_64 -machine q35 -accel "$accel" -cpu "$cpu"
 	-smp 2,sockets=2,cores=1,threads=1 -m 2G
 	-object memory-backend-ram,id=mem0,size=1G

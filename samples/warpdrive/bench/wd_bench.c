@@ -3,7 +3,7 @@
  * wd_bench: what warpdrive's shadow ring costs, measured side by side in one
  * run ("make bench" boots a guest for it).
  *
- *   wd_bench [-o FILE] [-r REPS] [-t MS] [-c /dev/wd_null_c]
+ *   wd_bench [-o FILE] [-r REPS] [-t MS] [-c /dev/wd_null_c] [-P CASE]
  *
  * Every case runs REPS times (default 15). The cases are interleaved: each
  * repetition runs all of them once, forwards in even repetitions and
@@ -17,6 +17,11 @@
  *
  * The table goes to stdout, the whole result as JSON to FILE, or to stdout
  * after the table if no FILE is given.
+ *
+ * -P CASE runs that case once more after the repetitions, under ftrace's
+ * function profiler (CONFIG_FUNCTION_PROFILER), and prints the kernel
+ * functions that took the most time, each without its children, per CPU:
+ * where the case's time goes. The measured repetitions run without it.
  *
  * Uses nothing but the UAPI header, and the kernel's own io_uring header
  * for the anchor that warpdrive's ring is measured against (io_uring set up
@@ -40,6 +45,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -72,7 +78,7 @@
 #define CRC_LEN			64
 
 static const char *usage =
-	"usage: wd_bench [-o FILE] [-r REPS] [-t MS] [-c NULL_DEV]\n";
+	"usage: wd_bench [-o FILE] [-r REPS] [-t MS] [-c NULL_DEV] [-P CASE]\n";
 
 static void die(const char *fmt, ...)
 {
@@ -1209,6 +1215,66 @@ static void compute_ratio(struct ratio *r)
 	r->of_medians = a / b;
 }
 
+/* ---- profile ---- */
+
+#define TRACEFS		"/sys/kernel/tracing"
+#define PROFILE_TOP	30
+
+static void tracefs_write(const char *file, const char *val)
+{
+	char path[128];
+	int fd;
+
+	snprintf(path, sizeof(path), TRACEFS "/%s", file);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, val, strlen(val)) != (ssize_t)strlen(val))
+		die("%s: %s (a kernel with CONFIG_FUNCTION_PROFILER?)", path,
+		    strerror(errno));
+	close(fd);
+}
+
+/*
+ * One more run of @c, as long as one of its samples, under the function
+ * profiler; then the top of each CPU's table (trace_stat/functionN: hits,
+ * total and average time), which it keeps sorted by time.
+ */
+static void profile_case(struct bcase *c)
+{
+	char path[64], line[256];
+	uint64_t aux = 0, t;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int cpu, n;
+	FILE *f;
+
+	if (access(TRACEFS "/function_profile_enabled", F_OK) &&
+	    mount("nodev", TRACEFS, "tracefs", 0, NULL))
+		die("mount tracefs on %s: %s", TRACEFS, strerror(errno));
+	/* Each function's own time, not its children's. */
+	tracefs_write("options/graph-time", "0");
+	tracefs_write("function_profile_enabled", "1");
+	t = c->run(c, c->iters, &aux);
+	tracefs_write("function_profile_enabled", "0");
+	if (c->settle)
+		c->settle(c);
+	printf("### wd_bench: begin profile %s\n", c->name);
+	printf("%s: %lu iterations of %u operations in %.1f ms, under the function profiler (times exclude children)\n",
+	       c->name, c->iters, c->ops, t / 1e6);
+	for (cpu = 0; cpu < ncpu; cpu++) {
+		snprintf(path, sizeof(path), TRACEFS "/trace_stat/function%d",
+			 cpu);
+		f = fopen(path, "re");
+		if (!f)
+			die("%s: %s", path, strerror(errno));
+		printf("CPU %d:\n", cpu);
+		for (n = 0; n < PROFILE_TOP + 2 && fgets(line, sizeof(line), f);
+		     n++)
+			fputs(line, stdout);
+		fclose(f);
+	}
+	printf("### wd_bench: end profile\n");
+	fflush(stdout);
+}
+
 /* ---- output ---- */
 
 static double polls_per_op(const struct bcase *c)
@@ -1379,7 +1445,7 @@ static const long scale_bufs[] = { 10, 1000, 10000 };
 
 int main(int argc, char **argv)
 {
-	const char *out = NULL, *null_dev = "/dev/wd_null_c";
+	const char *out = NULL, *null_dev = "/dev/wd_null_c", *prof = NULL;
 	static struct queue qa, qdma, qscale[ARRAY_SIZE(scale_bufs)];
 	static struct queue qnonuma[2];
 	static struct uring uring_plain, uring_sqpoll;
@@ -1397,8 +1463,11 @@ int main(int argc, char **argv)
 	uint64_t start = now_ns();
 	FILE *f;
 
-	while ((opt = getopt(argc, argv, "o:r:t:c:h")) != -1) {
+	while ((opt = getopt(argc, argv, "o:r:t:c:P:h")) != -1) {
 		switch (opt) {
+		case 'P':
+			prof = optarg;
+			break;
 		case 'o':
 			out = optarg;
 			break;
@@ -1810,6 +1879,14 @@ int main(int argc, char **argv)
 	}
 	for (i = 0; i < (unsigned int)nratios; i++)
 		compute_ratio(&ratios[i]);
+	if (prof) {
+		for (i = 0; i < (unsigned int)ncases; i++)
+			if (cases[i].run && !strcmp(cases[i].name, prof))
+				break;
+		if (i == (unsigned int)ncases)
+			die("-P %s: no such case", prof);
+		profile_case(&cases[i]);
+	}
 
 	print_table();
 	if (out) {

@@ -44,7 +44,11 @@ use kernel::{
     prelude::*,
     rbtree::{RBTree, RBTreeNode},
     scatterlist::{Owned, SGTable},
-    sync::{aref::ARef, Arc, CondVar, Mutex, SpinLock},
+    sync::{
+        aref::ARef,
+        lock::{mutex::MutexBackend, Guard},
+        Arc, CondVar, Mutex, SpinLock,
+    },
     time::{Instant, Monotonic},
     uaccess::UserPtr,
 };
@@ -86,6 +90,7 @@ pub(crate) enum FaultContext {
 ///   that followed the notifier's protocol and the next invalidation of its page.
 /// - `gens[i]` changes with every invalidation of page `i`.
 /// - `active` counts the [`BufferAccess`]es of the buffer.
+/// - `idle_waiters` counts the tasks waiting on `Buffer::idle` for `active` to reach zero.
 /// - Once `retired`, no entry is set and none is installed again.
 struct MirrorState {
     map: HmmDmaMap,
@@ -94,6 +99,8 @@ struct MirrorState {
     /// pages kept theirs is still good, even if other pages of the buffer changed meanwhile.
     gens: KVVec<u32>,
     active: u32,
+    /// Waking nobody costs each access a wake-up call, so the last access wakes only these.
+    idle_waiters: u32,
     retired: bool,
     /// Entries set now, for the queue's `mapped_pages`.
     mapped: usize,
@@ -164,7 +171,8 @@ impl Users {
     fn put(&self) {
         let mut users = self.count.lock();
         users.count -= 1;
-        if users.count == 0 {
+        // Only `wait_none` waits, and only once the count is closed.
+        if users.count == 0 && users.closed {
             self.none.notify_all();
         }
     }
@@ -174,6 +182,8 @@ impl Users {
         core::mem::replace(&mut self.count.lock().closed, true)
     }
 
+    /// Waits until no user is counted. Must be called once the count is closed: `put` only
+    /// wakes anyone then.
     fn wait_none(&self) {
         let mut users = self.count.lock();
         while users.count > 0 {
@@ -222,9 +232,7 @@ impl IntervalNotifierOps for Buffer {
         }
         // The device may be using the pages right now: wait for that, and only that. Queued
         // commands hold no access, and look the pages up again when they run.
-        while state.active > 0 {
-            buffer.idle.wait(&mut state);
-        }
+        Self::wait_idle(buffer, &mut state);
         if !keeps_pages {
             let mut unmapped = 0;
             for i in first..=last {
@@ -359,6 +367,7 @@ impl Buffer {
                         current,
                         gens,
                         active: 0,
+                        idle_waiters: 0,
                         retired: false,
                         mapped: 0,
                     }),
@@ -611,9 +620,7 @@ impl Buffer {
     /// entry, and refuses to install any again. Must be called while the device is bound.
     pub(crate) fn retire(&self) {
         let mut state = self.state.lock();
-        while state.active > 0 {
-            self.idle.wait(&mut state);
-        }
+        Self::wait_idle(self, &mut state);
         // INVARIANT: Nothing is set once retired, and nothing is installed after.
         state.retired = true;
         let len = state.map.len();
@@ -627,6 +634,15 @@ impl Buffer {
             status.mapped_pages = status.mapped_pages.saturating_sub(unmapped);
             status.buffers = status.buffers.saturating_sub(1);
         });
+    }
+
+    /// Waits, with the buffer's lock, until no access of the buffer is in progress.
+    fn wait_idle(buffer: &Buffer, state: &mut Guard<'_, MirrorState, MutexBackend>) {
+        while state.active > 0 {
+            state.idle_waiters += 1;
+            buffer.idle.wait(state);
+            state.idle_waiters -= 1;
+        }
     }
 
     /// Starts unregistering the buffer: commands no longer find it. Returns whether it had
@@ -798,7 +814,7 @@ impl Drop for BufferAccess<'_> {
             }
         }
         state.active -= 1;
-        if state.active == 0 {
+        if state.active == 0 && state.idle_waiters > 0 {
             self.buffer.idle.notify_all();
         }
     }

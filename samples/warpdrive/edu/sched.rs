@@ -32,11 +32,15 @@ pub(crate) trait Executor: Send + Sync + 'static {
 ///   so its last element is the oldest command of all.
 /// - Both were created with the lane's capacity, and together they never hold more, so moving
 ///   between them and pushing never allocate.
+/// - `drainers` counts the tasks waiting on the lane's `idle` for `running` to clear.
 struct LaneState {
     incoming: KVec<Command>,
     outgoing: KVec<Command>,
     /// Whether the engine is running one of this lane's commands.
     running: bool,
+    /// Tasks in [`Lane::drain`] waiting for the running command: only they are woken when it
+    /// is done, since waking nobody after every command costs a wake-up call each.
+    drainers: u32,
 }
 
 impl LaneState {
@@ -85,6 +89,7 @@ impl Lane {
                     incoming,
                     outgoing,
                     running: false,
+                    drainers: 0,
                 }),
                 idle <- new_condvar!(),
                 cancel: Atomic::new(false),
@@ -122,7 +127,9 @@ impl Lane {
     fn finish(&self) {
         let mut state = self.state.lock();
         state.running = false;
-        self.idle.notify_all();
+        if state.drainers > 0 {
+            self.idle.notify_all();
+        }
     }
 
     /// Cancels every command not started yet, and waits for the one running, if any. The lane
@@ -132,7 +139,9 @@ impl Lane {
         let mut state = self.state.lock();
         state.clear();
         while state.running {
+            state.drainers += 1;
             self.idle.wait(&mut state);
+            state.drainers -= 1;
         }
         drop(state);
         self.cancel.store(false, Relaxed);

@@ -358,10 +358,16 @@ impl QueueInner {
         // Look the whole range up now, so that a bad one fails here rather than in a command.
         // Without the submission lock: the fault may wait for user space.
         if let Err(e) = Buffer::prefault(&buffer, 0, len) {
-            let mut submission = self.submission.lock();
-            if submission.alive {
-                if let Some(buffer) = submission.buffers.remove(handle) {
-                    buffer.data().retire();
+            // Commands of another thread may have found the buffer meanwhile: it goes as
+            // `UNREGISTER` takes it, after them, and not from under them. If an `UNREGISTER`
+            // (of a guessed handle) has started on it already, that one finishes the job.
+            if !buffer.data().start_unregistering() {
+                buffer.data().wait_unused();
+                let mut submission = self.submission.lock();
+                if submission.alive {
+                    if let Some(buffer) = submission.buffers.remove(handle) {
+                        buffer.data().retire();
+                    }
                 }
             }
             return Err(e);

@@ -23,6 +23,8 @@
 #include "kselftest_harness.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <linux/capability.h>
 #include <linux/magic.h>
 #include <linux/userfaultfd.h>
@@ -906,6 +908,95 @@ TEST_F_TIMEOUT(mem, engine_never_waits_for_uffd, 60)
 	EXPECT_EQ(0, crc_of(_metadata, &self->q, p, len, 0, &res));
 	EXPECT_EQ(wd_crc32c(0, p, len), res);
 	munmap(p, len);
+}
+
+struct register_arg {
+	int fd;
+	void *p;
+	size_t len;
+	int ret, err;
+	uint32_t handle;
+};
+
+static void *register_fn(void *arg)
+{
+	struct register_arg *a = arg;
+
+	a->ret = wd_register(a->fd, a->p, a->len, 0, &a->handle);
+	a->err = errno;
+	return NULL;
+}
+
+/*
+ * A REGISTER that fails while faulting its range in (here: its second
+ * page waits for a userfaultfd handler, then goes away) has already put
+ * the buffer where commands find it. A command that another thread
+ * queued on the first page meanwhile runs on it, and the buffer only goes
+ * once that command is done, as UNREGISTER would do it: the command never
+ * sees it torn down (-ECANCELED).
+ */
+TEST_F_TIMEOUT(mem, failed_register_waits_for_commands, 60)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+	struct register_arg ra = { .fd = self->q.fd, .ret = -2 };
+	size_t len = 2 * self->page;
+	struct wd_queue_status st;
+	struct pollfd pfd;
+	struct uffd_msg msg;
+	struct wd_desc d;
+	struct wd_cqe cqe;
+	pthread_t t;
+	uint32_t crc;
+	char *p;
+	int uffd;
+
+	p = wd_alloc(len);
+	ASSERT_NE(NULL, p);
+	memset(p, 0x3c, self->page);
+	crc = wd_crc32c(0, p, self->page);
+	uffd = syscall(__NR_userfaultfd, O_CLOEXEC);
+	ASSERT_LE(0, uffd) TH_LOG("userfaultfd: %s", strerror(errno));
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_API, &api));
+	reg.range.start = (uintptr_t)p + self->page;
+	reg.range.len = self->page;
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_REGISTER, &reg));
+
+	ra.p = p;
+	ra.len = len;
+	ASSERT_EQ(0, pthread_create(&t, NULL, register_fn, &ra));
+	/* REGISTER now waits for the second page. */
+	pfd = (struct pollfd){ .fd = uffd, .events = POLLIN };
+	ASSERT_EQ(1, poll(&pfd, 1, WD_WAIT_MS)) TH_LOG("no fault from REGISTER");
+	ASSERT_EQ((ssize_t)sizeof(msg), read(uffd, &msg, sizeof(msg)));
+	EXPECT_EQ(UFFD_EVENT_PAGEFAULT, msg.event);
+
+	ASSERT_EQ(0, wd_engine_hold(&self->devs[0], "bulk", true))
+		TH_LOG("hold_bulk: is the edu driver's debugfs there?");
+	d = wd_mkdesc(WD_EDU_OP_EMU_CRC32C, 5, p, NULL, self->page, 0);
+	d.flags = WD_DESC_REGISTERED;
+	EXPECT_EQ(1U, wd_sq_push(&self->q, &d, 1));
+	EXPECT_EQ(1, wd_kick(&self->q)) TH_LOG("%s", wd_ring_error());
+	/* The page goes, and the fault, woken, finds nothing there. */
+	EXPECT_EQ(0, munmap(p + self->page, self->page));
+	close(uffd);
+	/* REGISTER waits for the queued command rather than failing now. */
+	usleep(200 * 1000);
+	EXPECT_EQ(-2, __atomic_load_n(&ra.ret, __ATOMIC_RELAXED));
+	ASSERT_EQ(0, wd_engine_hold(&self->devs[0], "bulk", false));
+
+	ASSERT_EQ(0, wd_reap(&self->q, &cqe, 1, WD_WAIT_MS))
+		TH_LOG("%s", wd_ring_error());
+	EXPECT_EQ(5ULL, cqe.user_data);
+	EXPECT_EQ(0, cqe.status) TH_LOG("status %d", cqe.status);
+	EXPECT_EQ((uint64_t)crc, cqe.result);
+	pthread_join(t, NULL);
+	EXPECT_EQ(-1, ra.ret);
+	EXPECT_EQ(EFAULT, ra.err) TH_LOG("REGISTER: %s", strerror(ra.err));
+	/* It is gone: nothing is left registered. */
+	wd_status(&self->q, &st);
+	EXPECT_EQ(0ULL, st.buffers);
+	munmap(p, self->page);
 }
 
 /*

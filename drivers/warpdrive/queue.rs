@@ -4,7 +4,7 @@
 //! taking commands from the shadow ring.
 
 use crate::{
-    buffer::{Access, Buffer, BufferRef, Pinned, Registry},
+    buffer::{Access, Buffer, BufferRef, Pinned, RegisteredBuffer, Registry},
     command::{Command, Operand, Reach},
     driver::Queue,
     identity::Identity,
@@ -358,18 +358,10 @@ impl QueueInner {
         // Look the whole range up now, so that a bad one fails here rather than in a command.
         // Without the submission lock: the fault may wait for user space.
         if let Err(e) = Buffer::prefault(&buffer, 0, len) {
-            // Commands of another thread may have found the buffer meanwhile: it goes as
-            // `UNREGISTER` takes it, after them, and not from under them. If an `UNREGISTER`
-            // (of a guessed handle) has started on it already, that one finishes the job.
-            if !buffer.data().start_unregistering() {
-                buffer.data().wait_unused();
-                let mut submission = self.submission.lock();
-                if submission.alive {
-                    if let Some(buffer) = submission.buffers.remove(handle) {
-                        buffer.data().retire();
-                    }
-                }
-            }
+            // Commands of another thread may have found the buffer meanwhile: it goes after
+            // them, not from under them. If an `UNREGISTER` (of a guessed handle) has started
+            // on it already, that one finishes the job.
+            self.take_away(&buffer, handle);
             return Err(e);
         }
         data.handle = handle;
@@ -401,23 +393,31 @@ impl QueueInner {
             .get(handle)
             .ok_or(ENOENT)?
             .clone();
-        if buffer.data().start_unregistering() {
+        if !self.take_away(&buffer, handle) {
             return Err(ENOENT);
-        }
-        // No lock held: the commands may take a while, and new ones no longer find it.
-        buffer.data().wait_unused();
-        {
-            let mut submission = self.submission.lock();
-            // Once the queue is put, its release retired every buffer.
-            if submission.alive {
-                if let Some(buffer) = submission.buffers.remove(handle) {
-                    buffer.data().retire();
-                }
-            }
         }
         // The notifier goes with the last reference, here or in the registry's release.
         drop(buffer);
         Ok(0)
+    }
+
+    /// Unregisters `buffer`, registered as `handle`: closes it to new commands, waits for the
+    /// commands that use it, then takes it out of the registry and stops mirroring it. Returns
+    /// `false`, doing nothing, if that had started already.
+    fn take_away(&self, buffer: &RegisteredBuffer, handle: u32) -> bool {
+        if buffer.data().start_unregistering() {
+            return false;
+        }
+        // No lock held: the commands may take a while, and new ones no longer find it.
+        buffer.data().wait_unused();
+        let mut submission = self.submission.lock();
+        // Once the queue is put, its release retired every buffer.
+        if submission.alive {
+            if let Some(buffer) = submission.buffers.remove(handle) {
+                buffer.data().retire();
+            }
+        }
+        true
     }
 
     /// Consumes the descriptors that user space published (see `WD_IOCTL_KICK`).
@@ -438,8 +438,8 @@ impl QueueInner {
         // One wake-up for the commands completed here (bad descriptors, and what the driver
         // completes within `submit`), not one each.
         let quiet = ring.quiet_completions();
-        // The queue's lock, kept from one command without operands to the next: taking it once
-        // per command was a good part of what a NOP costs.
+        // The queue's lock, kept across commands and let go of before any translation that may
+        // fault: taking it once per command was a good part of what a NOP costs.
         let mut state = None;
         for _ in 0..taken {
             let desc = ring.read_desc(kick.sq_head);
@@ -465,9 +465,6 @@ impl QueueInner {
                     }
                 }
                 Err(e) => ring.complete(desc.user_data, Err(e), 0),
-            }
-            if faults {
-                state = None;
             }
         }
         drop(state);

@@ -30,7 +30,8 @@ SPLAT = re.compile(r'BUG:|WARNING:|Oops|KASAN|UBSAN:|Call Trace|'
 
 
 def parse(path):
-    """The JSON text, the benchmark's exit status and the splat lines."""
+    """The JSON text, the benchmark's exit status, the splat lines and the
+    profile block (make bench PROFILE_CASE=...)."""
     json_lines, rc, splats, profile = None, None, [], []
     mode = None
     with open(path, errors='replace') as f:

@@ -548,7 +548,6 @@ struct uring {
 	unsigned int *cq_head, *cq_tail, cq_mask;
 	struct io_uring_sqe *sqes;
 	struct io_uring_cqe *cqes;
-	bool sqpoll;
 };
 
 static int sys_io_uring_enter(int fd, unsigned int submit, unsigned int wait,
@@ -615,7 +614,6 @@ static void uring_setup(struct uring *u, bool sqpoll)
 	for (i = 0; i < p.sq_entries; i++)
 		array[i] = i;
 	u->tail = *u->sq_tail;
-	u->sqpoll = sqpoll;
 }
 
 /* Writes @n NOP SQEs and publishes them. */
